@@ -1,0 +1,203 @@
+"""One long-lived PortAudio output stream, fed from a queue of chunks, cut at the sample.
+
+The callback runs on PortAudio's thread. It only copies samples from ready arrays into the
+device buffer: no locks, no I/O, no per-block allocation beyond numpy views. A cut is a
+counter the callback compares at the next block (within one block period): it fades what is
+playing over a few milliseconds, to avoid a click, then plays zeros. Events leave the callback
+through a SimpleQueue and reach listeners on a dispatcher thread, so a slow listener can never
+stall the audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, resolve_output
+from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
+
+log = logging.getLogger(__name__)
+
+
+class AudioPlayer:
+    """The sounddevice sink. `enqueue` from any thread; `cut` from any thread."""
+
+    def __init__(self, device: str | int | None = None, blocksize: int = 256,
+                 fade_ms: float = 5.0, sample_rate: int = 24_000,
+                 latency: str | float = "low") -> None:
+        self.sample_rate = sample_rate
+        self.blocksize = blocksize
+        self.fade_samples = max(1, round(fade_ms * sample_rate / 1000))
+        # Gain for fade sample k is 1 - (k+1)/N: the last one is exactly zero.
+        self._ramp = (1.0 - (np.arange(self.fade_samples, dtype=np.float32) + 1)
+                      / self.fade_samples).astype(np.float32)
+        self._device_spec = device
+        self._latency = latency
+        self._listeners: list[PlaybackListener] = []
+        self._queue: deque[AudioChunk] = deque()
+        self._events: queue.SimpleQueue[PlaybackEvent | None] = queue.SimpleQueue()
+        # Written by cut() on the caller's thread, read by the callback.
+        self._cut_requests = 0
+        self._min_turn = 0
+        # Owned by the callback.
+        self._current: AudioChunk | None = None
+        self._pos = 0
+        self._fade_left = 0
+        self._cut_seen = 0
+        self._busy = False
+        self.underflows = 0
+        self.frames_written = 0  # since start: the stream position of the next block
+        self.last_cut: tuple[float, float, int] | None = None  # (wall, dac time, frame)
+        self._stream: Any = None
+        self._dispatcher: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open and start the stream now, so it is running (warm) before the first words."""
+        if self._stream is not None:
+            return
+        import sounddevice as sd
+
+        device = resolve_output(self._device_spec)
+        try:
+            self._stream = sd.OutputStream(
+                samplerate=self.sample_rate, channels=1, dtype="float32",
+                blocksize=self.blocksize, latency=self._latency, device=device,
+                callback=self._callback, finished_callback=self._on_finished)
+            self._stream.start()
+        except sd.PortAudioError as error:
+            self._stream = None
+            raise NoAudioDevice(f"cannot open the audio output ({error}). {NO_DEVICE_HELP}")\
+                from error
+        self._dispatcher = threading.Thread(target=self._dispatch, name="audio-events",
+                                            daemon=True)
+        self._dispatcher.start()
+
+    def close(self) -> None:
+        """Stop the stream (what is queued is dropped) and the dispatcher thread."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.abort()
+            stream.close()
+        if self._dispatcher is not None:
+            self._events.put(None)
+            self._dispatcher.join(timeout=2)
+            self._dispatcher = None
+
+    def __enter__(self) -> AudioPlayer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    @property
+    def latency(self) -> float:
+        return float(self._stream.latency) if self._stream is not None else 0.0
+
+    @property
+    def stream_time(self) -> float:
+        return float(self._stream.time) if self._stream is not None else 0.0
+
+    # -- the interface the pipeline uses -------------------------------------------------------
+
+    def add_listener(self, listener: PlaybackListener) -> None:
+        self._listeners.append(listener)
+
+    def enqueue(self, chunk: AudioChunk) -> None:
+        if chunk.samples.dtype != np.float32 or chunk.samples.ndim != 1:
+            raise ValueError("chunks are 1-D float32 arrays")
+        self._queue.append(chunk)
+
+    def cut(self, drop_below_turn: int) -> None:
+        """Fade out and drop every chunk of turns older than `drop_below_turn`; chunks of that
+        turn or later play after the fade."""
+        self._min_turn = max(self._min_turn, drop_below_turn)
+        self._cut_requests += 1
+
+    # -- the PortAudio callback ---------------------------------------------------------------
+
+    def _callback(self, outdata: Any, frames: int, timeinfo: Any, status: Any) -> None:
+        if status.output_underflow:
+            self.underflows += 1
+        out = outdata[:, 0]
+        filled = 0
+        if self._cut_requests != self._cut_seen:
+            self._cut_seen = self._cut_requests
+            chunk = self._current
+            if chunk is not None and chunk.turn < self._min_turn and self._fade_left == 0:
+                self._fade_left = self.fade_samples
+                self.last_cut = (time.monotonic(), timeinfo.outputBufferDacTime,
+                                 self.frames_written)
+        while filled < frames:
+            chunk = self._current
+            if chunk is None:
+                chunk = self._next_chunk()
+                if chunk is None:
+                    out[filled:] = 0
+                    if self._busy:
+                        self._busy = False
+                        self._emit(PlaybackKind.DRAINED)
+                    break
+            samples = chunk.samples
+            if self._fade_left:
+                start = self.fade_samples - self._fade_left
+                n = min(frames - filled, self._fade_left)
+                m = max(0, min(n, samples.size - self._pos))
+                np.multiply(samples[self._pos:self._pos + m], self._ramp[start:start + m],
+                            out=out[filled:filled + m])
+                out[filled + m:filled + n] = 0
+                self._pos += m
+                self._fade_left -= n
+                filled += n
+                if self._fade_left == 0:
+                    self._finish(chunk, PlaybackKind.CUT)
+                continue
+            n = min(frames - filled, samples.size - self._pos)
+            out[filled:filled + n] = samples[self._pos:self._pos + n]
+            self._pos += n
+            filled += n
+            if self._pos >= samples.size:
+                self._finish(chunk, PlaybackKind.FINISHED)
+        self.frames_written += frames
+
+    def _next_chunk(self) -> AudioChunk | None:
+        while self._queue:
+            chunk = self._queue.popleft()
+            if chunk.turn < self._min_turn:
+                self._emit(PlaybackKind.DROPPED, chunk, 0)
+                continue
+            self._current, self._pos, self._busy = chunk, 0, True
+            self._emit(PlaybackKind.STARTED, chunk, 0)
+            return chunk
+        return None
+
+    def _finish(self, chunk: AudioChunk, kind: PlaybackKind) -> None:
+        self._emit(kind, chunk, min(self._pos, chunk.samples.size))
+        self._current = None
+
+    def _emit(self, kind: PlaybackKind, chunk: AudioChunk | None = None, played: int = 0) -> None:
+        self._events.put_nowait(PlaybackEvent.of(kind, chunk, played))
+
+    def _on_finished(self) -> None:
+        if self._stream is not None:  # not a close() we asked for: the device went away
+            self._events.put_nowait(PlaybackEvent(
+                PlaybackKind.ERROR, at=time.monotonic(),
+                message="the audio output stopped (device unplugged or sound server gone)"))
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        while (event := self._events.get()) is not None:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("playback listener failed on %s", event.kind)

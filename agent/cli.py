@@ -1,0 +1,286 @@
+"""`voice-agent`: the command line. The headless commands use only the core."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from agent import __version__
+from agent import config as config_module
+from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, list_devices
+from agent.audio.events import PlaybackEvent, PlaybackKind
+from agent.audio.sinks import AudioSink, WavFileSink
+from agent.config import Config
+from agent.speech import SpeechPipeline
+from agent.tts.models import ModelFilesError
+
+log = logging.getLogger("agent")
+
+EXIT_INTERRUPTED = 130
+
+
+class ProgressBar:
+    """A one-line progress report on stderr (redrawn on a terminal, milestones otherwise)."""
+
+    def __init__(self) -> None:
+        self._last = -1
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent == self._last:
+            return
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r{what}: {percent:3d}%" + ("\n" if done >= total else ""))
+        elif percent in (0, 100) or percent // 25 != self._last // 25:
+            sys.stderr.write(f"{what}: {percent}%\n")
+        sys.stderr.flush()
+        self._last = percent
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(message)s" if not verbose else "%(name)s: %(message)s")
+    # Libraries that talk too much for a terminal tool.
+    for name in ("phonemizer", "huggingface_hub", "urllib3", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _load_config(path: str | None) -> Config:
+    cfg = config_module.load(Path(path) if path else None)
+    for problem in cfg.problems:
+        log.warning("config: %s", problem)
+    return cfg
+
+
+def _engine(cfg: Config):  # type: ignore[no-untyped-def]
+    from agent.tts import kokoro, models
+
+    files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
+                           progress=ProgressBar())
+    log.debug("Kokoro files: %s", files)
+    return kokoro.load_engine(files, cfg.tts.language)
+
+
+def _sink(cfg: Config, device: str | None, out: str | None) -> AudioSink:
+    if out:
+        return WavFileSink(Path(out))
+    from agent.audio.player import AudioPlayer
+
+    spec = device if device is not None else cfg.audio.device
+    return AudioPlayer(device=spec or None, blocksize=cfg.audio.blocksize,
+                       fade_ms=cfg.audio.fade_ms)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _speak(cfg: Config, args: argparse.Namespace, lines: Sequence[tuple[str, str, str | None]],
+           ) -> int:
+    """Speak (speaker, text, voice) lines; Ctrl-C fades out and exits 130."""
+    sink = _sink(cfg, args.device, args.out)
+    try:
+        sink.start()  # open the stream first: it is warm when the first words arrive
+    except NoAudioDevice as error:
+        log.error("%s", error)
+        return 2
+    pipeline = SpeechPipeline(_engine(cfg), sink, voice=args.voice or cfg.tts.voice,
+                              speed=args.speed or cfg.tts.speed, workers=cfg.tts.workers,
+                              lookahead=cfg.tts.lookahead,
+                              interrupt_sound=cfg.audio.interrupt_sound)
+    errors: list[str] = []
+
+    def on_event(event: PlaybackEvent) -> None:
+        if event.kind is PlaybackKind.ERROR:
+            errors.append(event.message)
+            log.error("%s", event.message)
+
+    pipeline.add_listener(on_event)
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        pipeline.start()
+        for speaker, text, voice in lines:
+            if speaker:
+                pipeline.add_dialogue(speaker, text, voice)
+            else:
+                pipeline.say(text, voice)
+        while not pipeline.wait_until_done(timeout=0.1):
+            pass
+        status = 1 if errors else 0
+    except _Interrupted:
+        pipeline.interrupt()
+        pipeline.wait_until_done(timeout=2)
+        status = EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        pipeline.close()  # plays out the device buffer (the fade's tail), then closes
+    if args.out and status != EXIT_INTERRUPTED:
+        log.info("wrote %s", args.out)
+    return status
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    text = sys.stdin.read() if args.text == ["-"] else " ".join(args.text)
+    if not text.strip():
+        log.error("nothing to say: give the text as arguments, or - to read standard input")
+        return 2
+    return _speak(cfg, args, [("", text, args.voice)])
+
+
+def parse_dialogue(text: str) -> list[tuple[str, str]]:
+    """Lines of `Speaker: text`; a line without a speaker continues the previous one; blank
+    lines and lines starting with # are skipped."""
+    lines: list[tuple[str, str]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        speaker, sep, said = line.partition(":")
+        if sep and speaker.strip() and len(speaker) <= 40 and " " not in speaker.strip()[:1]:
+            lines.append((speaker.strip(), said.strip()))
+        elif lines:
+            lines[-1] = (lines[-1][0], f"{lines[-1][1]} {line}")
+        else:
+            lines.append(("Narrator", line))
+    return lines
+
+
+def cmd_dialogue(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    try:
+        script = Path(args.file).read_text(encoding="utf-8")
+    except OSError as error:
+        log.error("cannot read %s: %s", args.file, error)
+        return 2
+    voices = dict(cfg.dialogue.voices)
+    for item in args.speaker_voice or []:
+        speaker, sep, voice = item.partition("=")
+        if not sep:
+            log.error("--voice-for takes SPEAKER=VOICE, got %r", item)
+            return 2
+        voices[speaker.strip()] = voice.strip()
+    lines = [(s, t, voices.get(s)) for s, t in parse_dialogue(script)]
+    if not lines:
+        log.error("%s has no lines of the form 'Speaker: text'", args.file)
+        return 2
+    return _speak(cfg, args, lines)
+
+
+def cmd_voices(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    engine = _engine(cfg)
+    print(f"Kokoro model: {engine.source} ({engine.files.model})")
+    for info in engine.voices():
+        state = "available" if info.available else "needs the official voice files"
+        print(f"  {info.name:<15} {info.language:<21} {info.gender:<7} {state}")
+    available = [v.name for v in engine.voices() if v.available]
+    print(f"{len(available)} available now. Blend voices with weights, e.g. "
+          f"--voice '{available[0]}:0.6,{available[-1]}:0.4'.")
+    if engine.source == "packaged":
+        print("The official voices (af_bella and 53 more) need hexgrad/Kokoro-82M: run "
+              "`voice-agent models download` when online.")
+    return 0
+
+
+def cmd_devices(_args: argparse.Namespace) -> int:
+    try:
+        devices = list_devices()
+    except NoAudioDevice as error:
+        log.error("%s", error)
+        return 1
+    if not devices:
+        print(NO_DEVICE_HELP)
+        return 1
+    for d in devices:
+        marks = ("*" if d.is_default_output else " ") + ("<" if d.is_default_input else " ")
+        kinds = ", ".join(k for k, n in (("out", d.outputs), ("in", d.inputs)) if n)
+        print(f"{marks} {d.index:>3}  {d.name}  [{d.hostapi}; {kinds}; "
+              f"{d.default_samplerate:.0f} Hz]")
+    print("* default output, < default input. Choose one with --device NAME|INDEX or "
+          "[audio] device in the config.")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from agent.tts import models
+
+    cfg = _load_config(args.config)
+    if args.action == "download":
+        voices = args.voice or ["af_bella"]
+        log.info("downloading %s (model and voices %s)", models.OFFICIAL_REPO, ", ".join(voices))
+        files = models.download_official(voices)
+    else:
+        files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
+                               progress=ProgressBar())
+    print(f"source: {files.source}\nmodel:  {files.model}")
+    for path in files.voices:
+        print(f"voices: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voice-agent", description="An always-on voice assistant (Kokoro-82M speech).")
+    parser.add_argument("--version", action="version", version=f"voice-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
+    parser.add_argument("--config", help="config file (default: the user config dir)")
+    sub = parser.add_subparsers(dest="command")
+
+    def speech_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--voice", help="voice or blend, e.g. af_bella or af_bella:0.7,af_sky:0.3")
+        p.add_argument("--speed", type=float, help="speaking rate, 0.5-2.0 (default 1.0)")
+        p.add_argument("--device", help="output device, by name or index (voice-agent devices)")
+        p.add_argument("--out", metavar="FILE.wav", help="write a WAV file instead of playing")
+
+    say = sub.add_parser("say", help="speak text (TEXT - reads standard input)")
+    speech_options(say)
+    say.add_argument("text", nargs="+", metavar="TEXT")
+    say.set_defaults(func=cmd_say)
+
+    dialogue = sub.add_parser("dialogue", help="speak a script of 'Speaker: text' lines")
+    speech_options(dialogue)
+    dialogue.add_argument("--voice-for", dest="speaker_voice", action="append",
+                          metavar="SPEAKER=VOICE", help="a speaker's voice (repeatable)")
+    dialogue.add_argument("file")
+    dialogue.set_defaults(func=cmd_dialogue)
+
+    sub.add_parser("voices", help="list the voices and which are available now").set_defaults(
+        func=cmd_voices)
+    sub.add_parser("devices", help="list the audio devices").set_defaults(func=cmd_devices)
+
+    models = sub.add_parser("models", help="show the model files, or download the official ones")
+    models.add_argument("action", nargs="?", choices=["show", "download"], default="show")
+    models.add_argument("--voice", action="append", help="official voice to download "
+                        "(repeatable; default af_bella)")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    if getattr(args, "speed", None) is not None and not 0.5 <= args.speed <= 2.0:
+        parser.error("--speed must be between 0.5 and 2.0")
+    started = time.monotonic()
+    try:
+        status: int = args.func(args)
+    except (ModelFilesError, NoAudioDevice) as error:
+        log.error("%s", error)
+        status = 2
+    log.debug("%s took %.2f s", args.command, time.monotonic() - started)
+    return status

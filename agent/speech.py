@@ -1,0 +1,234 @@
+"""The speech pipeline (the original design's dialogue system): text in, speech out, cut on
+command.
+
+    say / add_dialogue -> split into clauses -> jobs
+    jobs -> synthesis workers (bounded look-ahead) -> feeder (in order) -> audio sink
+
+Every job carries the turn it belongs to. `interrupt()` starts a new turn and cuts the sink:
+jobs of older turns are dropped wherever they are (queued, synthesising, waiting, queued in
+the player), never played late. One owner per thread: workers own synthesis, the feeder owns
+the order of delivery, the sink owns playback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
+from agent.audio.sinks import AudioSink
+from agent.text import split_for_speech
+from agent.tts.base import Samples, Synthesizer, pause_after
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Job:
+    text: str
+    voice: str
+    speed: float
+    speaker: str
+    turn: int
+    seq: int
+    ready: threading.Event = field(default_factory=threading.Event)
+    samples: Samples | None = None
+    error: str = ""
+    holds_slot: bool = False
+    retired: bool = False
+
+
+def interrupt_blip(sample_rate: int = 24_000) -> Samples:
+    """A soft 60 ms two-note blip that says "stopped" without startling."""
+    t = np.arange(int(0.06 * sample_rate)) / sample_rate
+    tone = np.where(t < 0.03, np.sin(2 * np.pi * 880 * t), np.sin(2 * np.pi * 660 * t))
+    envelope = np.sin(np.pi * t / t[-1]) ** 2
+    return (0.15 * tone * envelope).astype(np.float32)
+
+
+class SpeechPipeline:
+    def __init__(self, synth: Synthesizer, sink: AudioSink, voice: str = "af_bella",
+                 speed: float = 1.0, workers: int = 1, lookahead: int = 2,
+                 interrupt_sound: bool = False) -> None:
+        self.synth = synth
+        self.sink = sink
+        self.voice = voice
+        self.speed = speed
+        self.interrupt_sound = interrupt_sound
+        self.speaker_voices: dict[str, str] = {}
+        self._listeners: list[PlaybackListener] = []
+        self._cond = threading.Condition()
+        self._turn = 0
+        self._pending = 0  # jobs submitted and not yet retired
+        self._seq = itertools.count()
+        self._slots = threading.Semaphore(lookahead)  # synthesised but not yet played
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()  # owned by the workers
+        self._order: queue.Queue[_Job | None] = queue.Queue()  # owned by the feeder
+        self._in_sink: dict[int, _Job] = {}
+        self._resolved_voices: dict[str, str] = {}
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"tts-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        self._threads.append(threading.Thread(target=self._feed, name="tts-feeder", daemon=True))
+        sink.add_listener(self._on_playback)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> SpeechPipeline:
+        self.sink.start()
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop every thread; what is still queued is dropped."""
+        self.interrupt(sound=False)
+        self._closed = True
+        for _ in self._threads[:-1]:
+            self._jobs.put(None)
+        self._order.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=5)
+        self.sink.close()
+
+    def __enter__(self) -> SpeechPipeline:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- what callers use --------------------------------------------------------------------
+
+    @property
+    def turn(self) -> int:
+        return self._turn
+
+    def add_listener(self, listener: PlaybackListener) -> None:
+        self._listeners.append(listener)
+
+    def say(self, text: str, voice: str | None = None, speed: float | None = None,
+            speaker: str = "") -> int:
+        """Queue `text` in the current turn, split into clauses; returns how many."""
+        clauses = split_for_speech(text)
+        for clause in clauses:
+            self.say_clause(clause, voice, speed, speaker)
+        return len(clauses)
+
+    def say_clause(self, clause: str, voice: str | None = None, speed: float | None = None,
+                   speaker: str = "") -> None:
+        """Queue one clause that is already speakable (from the streaming chunker)."""
+        job = _Job(clause, self.resolve_voice(voice or self.voice), speed or self.speed,
+                   speaker, self._turn, next(self._seq))
+        with self._cond:
+            self._pending += 1
+        self._order.put(job)
+        self._jobs.put(job)
+
+    def add_dialogue(self, speaker: str, text: str, voice: str | None = None) -> int:
+        """A line for `speaker`; the voice given once is remembered for the speaker's later
+        lines, else the default voice speaks."""
+        if voice:
+            self.speaker_voices[speaker] = voice
+        return self.say(text, self.speaker_voices.get(speaker, self.voice), speaker=speaker)
+
+    def interrupt(self, sound: bool | None = None) -> int:
+        """Cut what is playing (fade within one audio block), drop everything queued, and
+        return the new turn id, ready for the next thing to say."""
+        with self._cond:
+            self._turn += 1
+            turn = self._turn
+        self.sink.cut(turn)
+        if self.interrupt_sound if sound is None else sound:
+            self.sink.enqueue(AudioChunk(interrupt_blip(self.sink.sample_rate), turn, -1))
+        return turn
+
+    def wait_until_done(self, timeout: float | None = None) -> bool:
+        """Block until everything queued has been played or dropped (the original design's
+        `wait_for_speaking_complete`); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+    @property
+    def busy(self) -> bool:
+        return self._pending > 0
+
+    def resolve_voice(self, voice: str) -> str:
+        if voice not in self._resolved_voices:
+            self._resolved_voices[voice] = self.synth.default_voice(voice)
+        return self._resolved_voices[voice]
+
+    # -- threads -----------------------------------------------------------------------------
+
+    def _stale(self, job: _Job) -> bool:
+        return job.turn < self._turn or self._closed
+
+    def _retire(self, job: _Job) -> None:
+        with self._cond:
+            if job.retired:
+                return
+            job.retired = True
+            if job.holds_slot:
+                job.holds_slot = False
+                self._slots.release()
+            self._pending -= 1
+            self._cond.notify_all()
+
+    def _acquire_slot(self, job: _Job) -> bool:
+        while not self._slots.acquire(timeout=0.05):
+            if self._stale(job):
+                return False
+        with self._cond:
+            job.holds_slot = True
+            if job.retired:  # the feeder gave up on it meanwhile
+                job.holds_slot = False
+                self._slots.release()
+                return False
+        return True
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if not self._stale(job) and self._acquire_slot(job) and not self._stale(job):
+                try:
+                    audio = self.synth.synthesize(job.text, job.voice, job.speed)
+                    pause = np.zeros(pause_after(job.text, job.speed), dtype=np.float32)
+                    job.samples = np.concatenate([audio, pause]) if audio.size else audio
+                except Exception as error:
+                    log.exception("synthesis failed for %r", job.text)
+                    job.error = f"could not synthesise {job.text[:40]!r}: {error}"
+            job.ready.set()
+
+    def _feed(self) -> None:
+        while (job := self._order.get()) is not None:
+            while not job.ready.wait(0.05):
+                if self._stale(job):
+                    break
+            if self._stale(job) or job.samples is None or job.samples.size == 0:
+                if job.error:
+                    self._notify(PlaybackEvent(PlaybackKind.ERROR, job.turn, job.seq,
+                                               text=job.text, message=job.error))
+                self._retire(job)
+                continue
+            with self._cond:
+                self._in_sink[job.seq] = job
+            self.sink.enqueue(AudioChunk(job.samples, job.turn, job.seq, job.text, job.speaker))
+
+    def _on_playback(self, event: PlaybackEvent) -> None:
+        if event.kind in (PlaybackKind.FINISHED, PlaybackKind.CUT, PlaybackKind.DROPPED):
+            with self._cond:
+                job = self._in_sink.pop(event.seq, None)
+            if job is not None:
+                self._retire(job)
+        self._notify(event)
+
+    def _notify(self, event: PlaybackEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("speech listener failed on %s", event.kind)

@@ -1,0 +1,146 @@
+"""Kokoro-82M engines: the packaged int8 ONNX model on onnxruntime, and hexgrad's KModel on
+torch for the official weights. They share everything but the model call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.tts import g2p, voices
+from agent.tts.base import SAMPLE_RATE, Samples, SynthesisError, VoiceInfo, trim_silence
+from agent.tts.models import OFFICIAL_REPO, ModelFiles, packaged_vocab
+
+log = logging.getLogger(__name__)
+
+_notices_shown: set[str] = set()
+
+
+def notice_once(message: str) -> None:
+    """Say a thing once per process, however often a voice falls back."""
+    if message not in _notices_shown:
+        _notices_shown.add(message)
+        log.warning("%s", message)
+
+
+class KokoroEngine:
+    """Phonemes, style vector, model, trim: the steps every Kokoro engine shares."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, files: ModelFiles, language: str = "auto") -> None:
+        self.files = files
+        self.source = files.source
+        self.language = language
+        self.library = voices.VoiceLibrary(files.voices)
+        self._blends: dict[str, voices.VoicePack] = {}
+        self._lock = threading.Lock()  # one model call at a time per engine
+
+    def _run(self, phonemes: str, style: np.ndarray, speed: float) -> Samples:
+        raise NotImplementedError
+
+    def phonemes(self, text: str, voice: str) -> str:
+        return g2p.phonemizer(g2p.language_for(voice, self.language))(text)
+
+    def pack(self, voice: str) -> voices.VoicePack:
+        if voice not in self._blends:
+            self._blends[voice] = voices.blend(voice, self.library.load)
+        return self._blends[voice]
+
+    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Samples:
+        pack = self.pack(voice)
+        pieces = []
+        for phonemes in g2p.split_phonemes(self.phonemes(text, voice)):
+            with self._lock:
+                audio = self._run(phonemes, voices.style_for(pack, len(phonemes)), speed)
+            pieces.append(trim_silence(audio))
+        if not pieces:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(pieces).astype(np.float32, copy=False)
+
+    def voices(self) -> list[VoiceInfo]:
+        names = sorted(set(voices.OFFICIAL_VOICES) | set(self.library.names()))
+        return [VoiceInfo(n, voices.language_of(n), voices.gender_of(n), n in self.library)
+                for n in names]
+
+    def default_voice(self, wanted: str) -> str:
+        try:
+            missing = [p.voice for p in voices.parse_blend(wanted) if p.voice not in self.library]
+        except SynthesisError:
+            missing = [wanted]
+        if not missing:
+            return wanted
+        fallback = (voices.PACKAGED_ENGLISH_VOICE
+                    if voices.PACKAGED_ENGLISH_VOICE in self.library else self.library.names()[0])
+        notice_once(
+            f"Voice {', '.join(missing)} needs the official Kokoro voice files, which are not "
+            f"on this machine; speaking with {fallback} instead. To get them: "
+            f"`voice-agent models download` (needs the network; fetches {OFFICIAL_REPO}), or set "
+            "[tts] voices_path to a folder of .pt voice files.")
+        return fallback
+
+    def warm_up(self, voice: str) -> None:
+        """One short synthesis, so the first real chunk is as fast as the tenth."""
+        self.synthesize("Hello.", voice)
+
+
+def _vocab(files: ModelFiles) -> dict[str, int]:
+    source = files.config if files.config and files.config.exists() else packaged_vocab()
+    vocab: dict[str, int] = json.loads(source.read_text(encoding="utf-8"))["vocab"]
+    return vocab
+
+
+class OnnxKokoro(KokoroEngine):
+    def __init__(self, files: ModelFiles, language: str = "auto", threads: int = 0) -> None:
+        super().__init__(files, language)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.log_severity_level = 3  # its warnings are about graph internals, not ours
+        self.session = ort.InferenceSession(
+            str(files.model), sess_options=options, providers=["CPUExecutionProvider"])
+        self.vocab = _vocab(files)
+
+    def _run(self, phonemes: str, style: np.ndarray, speed: float) -> Samples:
+        tokens = [self.vocab[p] for p in phonemes if p in self.vocab]
+        feed = {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+                "style": style, "speed": np.array([speed], dtype=np.float32)}
+        audio: Any = self.session.run(None, feed)[0]
+        return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+class TorchKokoro(KokoroEngine):
+    """hexgrad's own model code, used for the official .pth weights."""
+
+    def __init__(self, files: ModelFiles, language: str = "auto") -> None:
+        super().__init__(files, language)
+        if files.config is None:
+            raise SynthesisError(
+                f"{files.model} needs hexgrad's config.json beside it (or in the Hugging Face "
+                "cache); download it with `voice-agent models download`")
+        import torch
+        from kokoro import KModel
+
+        self._torch = torch
+        self.model = KModel(repo_id=OFFICIAL_REPO, config=str(files.config),
+                            model=str(files.model)).eval()
+
+    def _run(self, phonemes: str, style: np.ndarray, speed: float) -> Samples:
+        torch = self._torch
+        with torch.inference_mode():
+            audio = self.model(phonemes, torch.from_numpy(style), speed)
+        return np.asarray(audio.numpy(), dtype=np.float32).reshape(-1)
+
+
+def load_engine(files: ModelFiles, language: str = "auto") -> KokoroEngine:
+    if files.engine == "onnx":
+        return OnnxKokoro(files, language)
+    return TorchKokoro(files, language)
+
+

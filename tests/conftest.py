@@ -1,0 +1,76 @@
+"""Session fixtures: real services for the audio tests, and the real Kokoro model.
+
+The tests never reach the network: HF_HUB_OFFLINE keeps the Hugging Face client local, and
+the agent's own directories point into a temporary folder (the packaged model is assembled
+there once per session).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.harness.services import (
+    Processes,
+    missing_tools,
+    reinitialise_portaudio,
+    start_pulse_with_tap,
+)
+
+LOGS = Path(os.environ.get("TEST_LOGS") or Path(__file__).resolve().parent.parent / "logs")
+
+_session_root = Path(tempfile.mkdtemp(prefix="voice-agent-tests-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("VOICE_AGENT_CACHE_DIR", str(_session_root / "cache"))
+os.environ["VOICE_AGENT_CONFIG_DIR"] = str(_session_root / "config")
+os.environ["VOICE_AGENT_DATA_DIR"] = str(_session_root / "data")
+os.environ["HF_HOME"] = str(_session_root / "hf")
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    yield _session_root
+    shutil.rmtree(_session_root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def procs() -> Iterator[Processes]:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    processes = Processes(LOGS)
+    yield processes
+    processes.stop()
+
+
+@pytest.fixture(scope="session")
+def pulse(procs: Processes, session_dir: Path) -> Path:
+    missing = missing_tools("pulseaudio", "pactl", "pacat")
+    if missing:  # scripts/test installs them; a developer without root is told what is missing
+        pytest.fail(f"audio tests need {', '.join(missing)}: run scripts/test as root, or "
+                    "apt-get install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2")
+    return start_pulse_with_tap(procs, session_dir)
+
+
+@pytest.fixture
+def audio_tap(pulse: Path) -> Path:
+    """A fresh tap file and a freshly initialised PortAudio."""
+    pulse.unlink(missing_ok=True)
+    reinitialise_portaudio()
+    return pulse
+
+
+def read_tap(path: Path) -> np.ndarray:
+    return np.fromfile(path, dtype="<f4") if path.exists() else np.zeros(0, np.float32)
+
+
+@pytest.fixture(scope="session")
+def engine():  # type: ignore[no-untyped-def]
+    """The real Kokoro-82M (packaged int8 ONNX), loaded once."""
+    from agent.tts import kokoro, models
+
+    return kokoro.load_engine(models.resolve("packaged"))

@@ -1,0 +1,134 @@
+"""The real PortAudio stream, captured sample for sample at the ALSA tap."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind
+from agent.audio.player import AudioPlayer
+from tests.conftest import read_tap
+from tests.harness.services import wait_for
+
+pytestmark = pytest.mark.audio
+SR = 24_000
+
+
+def tone(seconds: float, freq: float, seed: int) -> np.ndarray:
+    """A tone with a little noise: no sample is exactly zero, so any gap or loss shows."""
+    n = np.arange(int(seconds * SR))
+    rng = np.random.default_rng(seed)
+    signal = 0.4 * np.sin(2 * np.pi * freq * n / SR) + 0.05 + 0.01 * rng.standard_normal(n.size)
+    return signal.astype(np.float32)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[PlaybackEvent] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, event: PlaybackEvent) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait(self, kind: PlaybackKind, count: int = 1, timeout: float = 10.0) -> list[PlaybackEvent]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.of(kind)) >= count, timeout), (
+                f"no {kind} after {timeout} s; saw {[e.kind for e in self.events]}")
+            return self.of(kind)
+
+    def of(self, kind: PlaybackKind) -> list[PlaybackEvent]:
+        return [e for e in self.events if e.kind is kind]
+
+
+def first_nonzero(samples: np.ndarray) -> int:
+    return int(np.flatnonzero(samples)[0])
+
+
+def test_chunks_play_exactly_and_without_gaps(audio_tap: Path) -> None:
+    chunks = [tone(0.3, 440, 1), tone(0.2, 660, 2), tone(0.25, 550, 3)]
+    expected = np.concatenate(chunks)
+    recorder = Recorder()
+    with AudioPlayer(blocksize=256) as player:
+        player.add_listener(recorder)
+        for seq, samples in enumerate(chunks):
+            player.enqueue(AudioChunk(samples, turn=0, seq=seq))
+        recorder.wait(PlaybackKind.DRAINED)
+        assert wait_for(lambda: np.count_nonzero(read_tap(audio_tap)) >= expected.size, 5)
+        underflows = player.underflows
+    captured = read_tap(audio_tap)
+    start = first_nonzero(captured)
+    assert np.array_equal(captured[start:start + expected.size], expected)
+    assert not np.any(captured[start + expected.size:])
+    finished = recorder.of(PlaybackKind.FINISHED)
+    assert [(e.seq, e.played, e.total) for e in finished] == [
+        (i, c.size, c.size) for i, c in enumerate(chunks)]
+    assert [e.seq for e in recorder.of(PlaybackKind.STARTED)] == [0, 1, 2]
+    assert underflows == 0
+
+
+@pytest.mark.parametrize("blocksize", [256, 512])
+def test_cut_fades_to_exact_zeros_within_one_block(audio_tap: Path, blocksize: int) -> None:
+    long = tone(3.0, 440, 4)
+    recorder = Recorder()
+    with AudioPlayer(blocksize=blocksize, fade_ms=5.0) as player:
+        player.add_listener(recorder)
+        player.enqueue(AudioChunk(long, turn=0, seq=0))
+        player.enqueue(AudioChunk(tone(1.0, 300, 5), turn=0, seq=1))  # queued: must never play
+        recorder.wait(PlaybackKind.STARTED)
+        assert wait_for(lambda: read_tap(audio_tap).size > SR // 2, 5)
+        import time
+
+        commanded = time.monotonic()
+        player.cut(drop_below_turn=1)
+        cut = recorder.wait(PlaybackKind.CUT)[0]
+        recorder.wait(PlaybackKind.DROPPED)
+        assert player.last_cut is not None
+        seen_at, _dac, cut_frame = player.last_cut
+        fade = player.fade_samples
+        assert wait_for(lambda: read_tap(audio_tap).size >= cut_frame + fade + blocksize, 5)
+    captured = read_tap(audio_tap)
+    start = first_nonzero(captured)
+    played_before_cut = cut_frame - start
+    # Everything up to the cut is the chunk, sample for sample.
+    assert np.array_equal(captured[start:cut_frame], long[:played_before_cut])
+    # Then a linear fade whose last sample is exactly zero, then exact zeros to the end.
+    ramp = 1 - (np.arange(fade, dtype=np.float32) + 1) / fade
+    segment = long[played_before_cut:played_before_cut + fade]
+    np.testing.assert_allclose(captured[cut_frame:cut_frame + fade], segment * ramp, atol=1e-7)
+    assert not np.any(captured[cut_frame + fade - 1:])
+    assert cut.played == played_before_cut + fade
+    # The callback saw the cut within one block period (plus scheduling slack).
+    assert seen_at - commanded < blocksize / SR + 0.02
+
+
+def test_new_turn_plays_after_the_fade_and_stale_chunks_never(audio_tap: Path) -> None:
+    old = tone(2.0, 440, 6)
+    stale = tone(1.0, 300, 7)
+    new = tone(0.3, 700, 8)
+    recorder = Recorder()
+    with AudioPlayer(blocksize=256) as player:
+        player.add_listener(recorder)
+        player.enqueue(AudioChunk(old, turn=0, seq=0))
+        player.enqueue(AudioChunk(stale, turn=0, seq=1))
+        recorder.wait(PlaybackKind.STARTED)
+        player.cut(drop_below_turn=1)
+        player.enqueue(AudioChunk(new, turn=1, seq=2))
+        recorder.wait(PlaybackKind.FINISHED)
+        recorder.wait(PlaybackKind.DRAINED)
+        assert player.last_cut is not None
+        cut_frame = player.last_cut[2]
+        fade = player.fade_samples
+        assert wait_for(lambda: read_tap(audio_tap).size >= cut_frame + fade + new.size, 5)
+    captured = read_tap(audio_tap)
+    after_fade = captured[cut_frame + fade:]
+    begin = first_nonzero(after_fade)
+    assert np.array_equal(after_fade[begin:begin + new.size], new)
+    assert not np.any(after_fade[begin + new.size:])
+    kinds = {e.seq: e.kind for e in recorder.events if e.seq >= 0 and e.kind is not
+             PlaybackKind.STARTED}
+    assert kinds == {0: PlaybackKind.CUT, 1: PlaybackKind.DROPPED, 2: PlaybackKind.FINISHED}
