@@ -37,7 +37,7 @@ class AudioConfig:
     # Output device by name (substring) or index; "" is the system default.
     device: str = ""
     blocksize: int = 256
-    fade_ms: float = 5.0
+    fade_ms: float = 3.0
     interrupt_sound: bool = False
 
 
@@ -99,8 +99,8 @@ def _coerce(value: Any, default: Any) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)  # a device given by index
-    elif isinstance(default, dict):
-        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+    elif isinstance(default, dict) and isinstance(value, dict):
+        if all(isinstance(v, str) for v in value.values()):
             return dict(value)
     raise TypeError(type(default).__name__)
 

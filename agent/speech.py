@@ -23,7 +23,7 @@ import numpy as np
 from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
 from agent.audio.sinks import AudioSink
 from agent.text import split_for_speech
-from agent.tts.base import Samples, Synthesizer, pause_after
+from agent.tts.base import CancelToken, Samples, SynthesisCancelled, Synthesizer, pause_after
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class _Job:
     turn: int
     seq: int
     ready: threading.Event = field(default_factory=threading.Event)
+    cancel: CancelToken = field(default_factory=CancelToken)
     samples: Samples | None = None
     error: str = ""
     holds_slot: bool = False
@@ -48,7 +49,8 @@ def interrupt_blip(sample_rate: int = 24_000) -> Samples:
     t = np.arange(int(0.06 * sample_rate)) / sample_rate
     tone = np.where(t < 0.03, np.sin(2 * np.pi * 880 * t), np.sin(2 * np.pi * 660 * t))
     envelope = np.sin(np.pi * t / t[-1]) ** 2
-    return (0.15 * tone * envelope).astype(np.float32)
+    blip: Samples = (0.15 * tone * envelope).astype(np.float32)
+    return blip
 
 
 class SpeechPipeline:
@@ -70,6 +72,7 @@ class SpeechPipeline:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()  # owned by the workers
         self._order: queue.Queue[_Job | None] = queue.Queue()  # owned by the feeder
         self._in_sink: dict[int, _Job] = {}
+        self._synthesizing: set[_Job] = set()
         self._resolved_voices: dict[str, str] = {}
         self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"tts-worker-{i}", daemon=True)
@@ -143,7 +146,10 @@ class SpeechPipeline:
         with self._cond:
             self._turn += 1
             turn = self._turn
+            stale = list(self._synthesizing)
         self.sink.cut(turn)
+        for job in stale:
+            job.cancel.cancel()
         if self.interrupt_sound if sound is None else sound:
             self.sink.enqueue(AudioChunk(interrupt_blip(self.sink.sample_rate), turn, -1))
         return turn
@@ -194,13 +200,22 @@ class SpeechPipeline:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             if not self._stale(job) and self._acquire_slot(job) and not self._stale(job):
+                with self._cond:
+                    self._synthesizing.add(job)
+                if self._stale(job):  # interrupted while we registered
+                    job.cancel.cancel()
                 try:
-                    audio = self.synth.synthesize(job.text, job.voice, job.speed)
+                    audio = self.synth.synthesize(job.text, job.voice, job.speed, job.cancel)
                     pause = np.zeros(pause_after(job.text, job.speed), dtype=np.float32)
                     job.samples = np.concatenate([audio, pause]) if audio.size else audio
+                except SynthesisCancelled:
+                    pass
                 except Exception as error:
                     log.exception("synthesis failed for %r", job.text)
                     job.error = f"could not synthesise {job.text[:40]!r}: {error}"
+                finally:
+                    with self._cond:
+                        self._synthesizing.discard(job)
             job.ready.set()
 
     def _feed(self) -> None:

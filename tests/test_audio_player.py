@@ -35,7 +35,8 @@ class Recorder:
             self.events.append(event)
             self.changed.notify_all()
 
-    def wait(self, kind: PlaybackKind, count: int = 1, timeout: float = 10.0) -> list[PlaybackEvent]:
+    def wait(self, kind: PlaybackKind, count: int = 1,
+             timeout: float = 10.0) -> list[PlaybackEvent]:
         with self.changed:
             assert self.changed.wait_for(lambda: len(self.of(kind)) >= count, timeout), (
                 f"no {kind} after {timeout} s; saw {[e.kind for e in self.events]}")

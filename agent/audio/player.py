@@ -29,7 +29,7 @@ class AudioPlayer:
     """The sounddevice sink. `enqueue` from any thread; `cut` from any thread."""
 
     def __init__(self, device: str | int | None = None, blocksize: int = 256,
-                 fade_ms: float = 5.0, sample_rate: int = 24_000,
+                 fade_ms: float = 3.0, sample_rate: int = 24_000,
                  latency: str | float = "low") -> None:
         self.sample_rate = sample_rate
         self.blocksize = blocksize

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,6 +16,38 @@ Samples = npt.NDArray[np.float32]
 
 class SynthesisError(RuntimeError):
     """A chunk could not be synthesised (bad voice, model failure)."""
+
+
+class SynthesisCancelled(SynthesisError):
+    """The synthesis was cancelled part way (its turn was interrupted)."""
+
+
+class CancelToken:
+    """Cancels work in flight: an engine registers how to stop its running model call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on cancel (at once if already cancelled)."""
+        with self._lock:
+            if not self._cancelled:
+                self._callbacks.append(callback)
+                return
+        callback()
 
 
 @dataclass(frozen=True)
@@ -30,8 +64,10 @@ class Synthesizer(Protocol):
     sample_rate: int
     source: str  # "official", "packaged" or "custom": where the model files came from
 
-    def synthesize(self, text: str, voice: str, speed: float = 1.0) -> Samples:
-        """Speech for `text`; `voice` may be a blend such as "af_bella:0.7,af_sky:0.3"."""
+    def synthesize(self, text: str, voice: str, speed: float = 1.0,
+                   cancel: CancelToken | None = None) -> Samples:
+        """Speech for `text`; `voice` may be a blend such as "af_bella:0.7,af_sky:0.3".
+        Raises SynthesisCancelled soon after `cancel` is cancelled."""
         ...
 
     def voices(self) -> list[VoiceInfo]: ...

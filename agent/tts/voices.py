@@ -81,14 +81,16 @@ def blend(spec: str, load: Callable[[str], VoicePack]) -> VoicePack:
     packs = [load(p.voice) for p in parts]
     if len(packs) == 1:
         return packs[0]
-    return np.sum([pack * p.weight for pack, p in zip(packs, parts, strict=True)],
-                  axis=0).astype(np.float32)
+    mixed: VoicePack = np.sum([pack * p.weight for pack, p in zip(packs, parts, strict=True)],
+                              axis=0).astype(np.float32)
+    return mixed
 
 
 def style_for(pack: VoicePack, phoneme_count: int) -> npt.NDArray[np.float32]:
     """The style vector Kokoro was trained to use for a sequence of this length."""
     index = min(max(phoneme_count - 1, 0), pack.shape[0] - 1)
-    return pack[index].reshape(1, -1).astype(np.float32)
+    style: npt.NDArray[np.float32] = pack[index].reshape(1, -1).astype(np.float32)
+    return style
 
 
 class VoiceLibrary:

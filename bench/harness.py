@@ -1,0 +1,30 @@
+"""What the benchmarks share: a private PulseAudio behind the ALSA tap (as in the tests), and
+small statistics helpers."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+from tests.harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
+
+
+def start_audio() -> Path:
+    """Start the tapped sound server for this process; stopped at exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="voice-agent-bench-"))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    procs = Processes(workdir)
+    atexit.register(procs.stop)
+    tap = start_pulse_with_tap(procs, workdir)
+    reinitialise_portaudio()
+    return tap
+
+
+def summary(values: list[float], unit: str = "ms", scale: float = 1000.0) -> str:
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return (f"min {scale * ordered[0]:7.1f}  median {scale * statistics.median(ordered):7.1f}  "
+            f"p90 {scale * p90:7.1f}  max {scale * ordered[-1]:7.1f} {unit}  (n={len(values)})")

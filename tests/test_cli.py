@@ -1,0 +1,133 @@
+"""`voice-agent` as a user runs it: separate processes, the real model, the real stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.audio.sinks import read_wav
+from tests.conftest import read_tap
+from tests.harness.services import wait_for
+
+SR = 24_000
+
+
+def voice_agent(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+                timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, env=env or dict(os.environ), input=input,
+                          timeout=timeout)
+
+
+def no_audio_env(tmp_path: Path) -> dict[str, str]:
+    """A machine with no sound server and no sound card: PortAudio finds no device."""
+    env = dict(os.environ)
+    env.pop("ALSA_CONFIG_PATH", None)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env.update(XDG_RUNTIME_DIR=str(runtime), PULSE_SERVER="unix:/nonexistent")
+    return env
+
+
+def test_say_writes_a_wav_without_any_audio_device(tmp_path: Path) -> None:
+    out = tmp_path / "hello.wav"
+    result = voice_agent("say", "--out", str(out), "Hello, this goes to a file.",
+                         env=no_audio_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    samples, rate = read_wav(out)
+    assert rate == SR and 0.8 * SR < samples.size < 5 * SR
+    assert np.abs(samples).max() > 0.05
+
+
+def test_say_reads_standard_input(tmp_path: Path) -> None:
+    out = tmp_path / "stdin.wav"
+    result = voice_agent("say", "--out", str(out), "-", input="Read from a pipe.\n",
+                         env=no_audio_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert read_wav(out)[0].size > SR // 2
+
+
+def test_say_without_a_device_says_what_to_do(tmp_path: Path) -> None:
+    result = voice_agent("say", "Hello.", env=no_audio_env(tmp_path))
+    assert result.returncode == 2
+    assert "No audio output device was found" in result.stderr
+    assert "--out" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_devices_without_a_device_says_so(tmp_path: Path) -> None:
+    result = voice_agent("devices", env=no_audio_env(tmp_path))
+    assert result.returncode == 1
+    assert "No audio output device was found" in result.stdout + result.stderr
+
+
+@pytest.mark.audio
+def test_devices_lists_the_sound_server(pulse: Path) -> None:
+    result = voice_agent("devices")
+    assert result.returncode == 0, result.stderr
+    assert "default" in result.stdout and "out" in result.stdout
+
+
+def test_voices_lists_availability() -> None:
+    result = voice_agent("voices")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]
+             if line.startswith("  ")}
+    assert "available" in lines["jm_kumo"] and "needs the official" in lines["af_bella"]
+    assert "voice-agent models download" in result.stdout
+
+
+def test_dialogue_gives_each_speaker_a_voice(tmp_path: Path) -> None:
+    script = tmp_path / "script.txt"
+    script.write_text("# a comment\nAlice: Hello Bob.\n\nBob: Hello Alice, nice to meet you.\n")
+    out = tmp_path / "dialogue.wav"
+    result = voice_agent("-v", "dialogue", "--voice-for", "Alice=jf_alpha", "--voice-for",
+                         "Bob=jm_kumo", "--out", str(out), str(script),
+                         env=no_audio_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert read_wav(out)[0].size > SR
+
+
+def test_config_mistakes_are_reported_not_fatal(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[tts]\nvoice = "jm_kumo"\nsped = 1.2\nspeed = "fast"\n')
+    out = tmp_path / "c.wav"
+    result = voice_agent("--config", str(config), "say", "--out", str(out), "Still works.",
+                         env=no_audio_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"{config}:3: unknown key tts.sped" in result.stderr
+    assert f"{config}:4: tts.speed should be a float, got 'fast'" in result.stderr
+
+
+@pytest.mark.audio
+def test_ctrl_c_fades_out_at_once_and_exits_130(audio_tap: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "say", "--voice", "jm_kumo",
+         "This sentence is long, and it will be interrupted by Control C while it is being "
+         "spoken. The rest must never be heard."],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: np.count_nonzero(read_tap(audio_tap)) > SR // 2, 120), \
+            process.stderr.read() if process.poll() is not None else "no sound"
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 130
+        exit_time = time.monotonic() - interrupted
+    finally:
+        process.kill()
+    captured = read_tap(audio_tap)
+    last_sound = int(np.flatnonzero(captured)[-1])
+    sound_after_signal = captured[:last_sound + 1]
+    # The voice stopped promptly: the tap ends in silence, well before the sentence's end.
+    assert captured.size - last_sound > 0
+    assert np.count_nonzero(sound_after_signal) < 8 * SR
+    assert exit_time < 3.0
+    # The last sounds before silence are a fade, not a jump from full level to zero.
+    assert np.abs(captured[last_sound - 3:last_sound + 1]).max() < 0.1
