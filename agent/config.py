@@ -99,9 +99,9 @@ def _coerce(value: Any, default: Any) -> Any:
             return value
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)  # a device given by index
-    elif isinstance(default, dict) and isinstance(value, dict):
-        if all(isinstance(v, str) for v in value.values()):
-            return dict(value)
+    elif isinstance(default, dict) and isinstance(value, dict) and all(
+            isinstance(v, str) for v in value.values()):
+        return dict(value)
     raise TypeError(type(default).__name__)
 
 

@@ -67,6 +67,7 @@ _ABBREVIATIONS = frozenset(
 )
 # Letters separated by dots: e.g, i.e, U.S, a.m, J.R.R.
 _DOTTED_RE = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
+_ENTITY_RE = re.compile(r"&#?[A-Za-z0-9]+")
 _TOKEN_CAP = 24
 
 
@@ -412,6 +413,8 @@ class ClauseChunker:
         """Whitespace (or the end of the line) came after the candidate: is it a boundary?"""
         self._cand = None
         punct = cand.punct
+        if punct == ";" and _ENTITY_RE.fullmatch(cand.token):
+            return  # "&amp; " is an HTML entity, read as "&"
         if punct[-1] in _CLAUSE_PUNCT or any(c in "!?！？。" for c in punct):
             self._add_boundary(cand, _kind_of(punct))
             return

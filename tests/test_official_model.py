@@ -1,0 +1,162 @@
+"""The official path: hexgrad's KModel with files in the Hugging Face cache, and the download
+from a hub, served here by a loopback stand-in (HF_ENDPOINT) so nothing leaves the machine.
+
+The stand-in model has random weights (its sound is noise), built from hexgrad's real
+config.json: the code path is the real one, only the numbers differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from agent.audio.sinks import read_wav
+from agent.tts import models
+
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+def official_files(folder: Path) -> dict[str, bytes]:
+    """config.json, a random-weight kokoro-v1_0.pth and two voices, as the hub has them."""
+    import torch
+
+    spec = importlib.util.find_spec("kokoro_onnx")
+    assert spec and spec.submodule_search_locations
+    config = Path(next(iter(spec.submodule_search_locations))) / "config.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save({}, folder / "model.pth")
+    packs = np.load(models.packaged_voices())
+    files = {"config.json": config.read_bytes(),
+             "kokoro-v1_0.pth": (folder / "model.pth").read_bytes()}
+    for name, source in (("af_bella", "jm_kumo"), ("af_sky", "jf_alpha")):
+        torch.save(torch.from_numpy(packs[source]), folder / f"{name}.pt")
+        files[f"voices/{name}.pt"] = (folder / f"{name}.pt").read_bytes()
+    return files
+
+
+def hf_cache(home: Path, files: dict[str, bytes]) -> None:
+    """The Hugging Face cache layout: refs/main names the snapshot holding the files."""
+    repo = home / "hub" / "models--hexgrad--Kokoro-82M"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(REVISION)
+    for name, data in files.items():
+        path = repo / "snapshots" / REVISION / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def run_agent(*args: str, home: Path, extra_env: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, HF_HOME=str(home), **(extra_env or {}))
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+def test_official_files_in_the_cache_are_used_with_af_bella(tmp_path: Path) -> None:
+    home = tmp_path / "hf"
+    hf_cache(home, official_files(tmp_path / "build"))
+    shown = run_agent("models", home=home)
+    assert shown.returncode == 0, shown.stderr
+    assert "source: official" in shown.stdout and "kokoro-v1_0.pth" in shown.stdout
+    voices = run_agent("voices", home=home)
+    lines = {line.split()[0]: line for line in voices.stdout.splitlines()
+             if line.startswith("  ")}
+    assert "available" in lines["af_bella"] and "available" in lines["af_sky"]
+    assert "needs" in lines["am_adam"]
+    out = tmp_path / "bella.wav"
+    said = run_agent("say", "--out", str(out), "--voice", "af_bella:0.5,af_sky:0.5",
+                     "Hello from the official model.", home=home)
+    assert said.returncode == 0, said.stderr
+    assert "needs the official" not in said.stderr  # no fallback: af_bella is here
+    samples, rate = read_wav(out)
+    assert rate == 24_000 and samples.size > 2_400
+
+
+class FakeHub(http.server.BaseHTTPRequestHandler):
+    """Answers hf_hub_download's HEAD and GET for /{repo}/resolve/{revision}/{file}."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+    requests: ClassVar[list[str]] = []
+
+    def _file(self) -> bytes | None:
+        prefix = "/hexgrad/Kokoro-82M/resolve/"
+        if not self.path.startswith(prefix):
+            return None
+        _revision, _, name = self.path[len(prefix):].partition("/")
+        return self.files.get(name.split("?")[0])
+
+    def _headers(self, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("X-Repo-Commit", REVISION)
+        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self.requests.append(f"HEAD {self.path}")
+        data = self._file()
+        if data is None:
+            self.send_error(404)
+            return
+        self._headers(data)
+
+    def do_GET(self) -> None:
+        self.requests.append(f"GET {self.path}")
+        data = self._file()
+        if data is None:
+            self.send_error(404)
+            return
+        self._headers(data)
+        self.wfile.write(data)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_hub(tmp_path: Path) -> Iterator[str]:
+    FakeHub.files = official_files(tmp_path / "build")
+    FakeHub.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_models_download_fetches_the_official_files(tmp_path: Path, fake_hub: str) -> None:
+    home = tmp_path / "hf"
+    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub}
+    before = run_agent("models", home=home)
+    assert "source: packaged" in before.stdout
+    fetched = run_agent("models", "download", "--voice", "af_bella", home=home,
+                        extra_env=online)
+    assert fetched.returncode == 0, fetched.stderr
+    assert any("kokoro-v1_0.pth" in r for r in FakeHub.requests)
+    after = run_agent("models", home=home)  # offline again: the cache now has them
+    assert "source: official" in after.stdout, after.stderr
+
+
+def test_download_failure_says_what_to_do(tmp_path: Path) -> None:
+    dead = "http://127.0.0.1:9"  # the discard port: nothing listens
+    result = run_agent("models", "download", home=tmp_path / "hf",
+                       extra_env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": dead,
+                                  "HF_HUB_ETAG_TIMEOUT": "2"})
+    assert result.returncode == 2
+    assert "could not download hexgrad/Kokoro-82M" in result.stderr
+    assert "Traceback" not in result.stderr
+    shutil.rmtree(tmp_path / "hf", ignore_errors=True)
