@@ -133,3 +133,35 @@ def test_new_turn_plays_after_the_fade_and_stale_chunks_never(audio_tap: Path) -
     kinds = {e.seq: e.kind for e in recorder.events if e.seq >= 0 and e.kind is not
              PlaybackKind.STARTED}
     assert kinds == {0: PlaybackKind.CUT, 1: PlaybackKind.DROPPED, 2: PlaybackKind.FINISHED}
+
+
+def test_device_is_chosen_by_name_or_index_and_a_wrong_one_is_explained(
+        audio_tap: Path) -> None:
+    from agent.audio.devices import NoAudioDevice, list_devices, resolve_output
+
+    outputs = [d for d in list_devices() if d.outputs > 0]
+    default = next(d for d in outputs if d.name == "default")
+    assert resolve_output("default") == default.index
+    assert resolve_output(str(default.index)) == default.index
+    assert resolve_output("") is None
+    with pytest.raises(NoAudioDevice, match=r"no output device matches 'no such card'; "
+                                            r"choices: .*default"):
+        resolve_output("no such card")
+    with pytest.raises(NoAudioDevice, match="no output device with index 999"):
+        resolve_output(999)
+    recorder = Recorder()
+    with AudioPlayer(device="default") as player:
+        player.add_listener(recorder)
+        player.enqueue(AudioChunk(tone(0.1, 440, 9), turn=0, seq=0))
+        recorder.wait(PlaybackKind.DRAINED)
+
+
+def test_resampling_fallback_keeps_duration_and_pitch() -> None:
+    from agent.audio.player import resample
+
+    source = tone(0.5, 440, 10)
+    doubled = resample(source, 24_000, 48_000)
+    assert doubled.size == 2 * source.size
+    spectrum = np.abs(np.fft.rfft(doubled - doubled.mean()))
+    peak_hz = np.argmax(spectrum) * 48_000 / doubled.size
+    assert abs(peak_hz - 440) < 5

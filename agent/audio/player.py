@@ -10,6 +10,7 @@ stall the audio.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -18,11 +19,23 @@ from collections import deque
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, resolve_output
 from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
 
 log = logging.getLogger(__name__)
+
+
+def resample(samples: npt.NDArray[np.float32], source: int, target: int,
+             ) -> npt.NDArray[np.float32]:
+    """Linear interpolation: a fallback for devices that refuse 24 kHz, good enough for
+    speech, and done when a chunk is queued, never in the callback."""
+    count = round(samples.size * target / source)
+    positions = np.arange(count, dtype=np.float64) * (source / target)
+    resampled: npt.NDArray[np.float32] = np.interp(
+        positions, np.arange(samples.size), samples).astype(np.float32)
+    return resampled
 
 
 class AudioPlayer:
@@ -32,6 +45,7 @@ class AudioPlayer:
                  fade_ms: float = 3.0, sample_rate: int = 24_000,
                  latency: str | float = "low") -> None:
         self.sample_rate = sample_rate
+        self.stream_rate = sample_rate  # the device's rate, if it refuses ours
         self.blocksize = blocksize
         self.fade_samples = max(1, round(fade_ms * sample_rate / 1000))
         # Gain for fade sample k is 1 - (k+1)/N: the last one is exactly zero.
@@ -67,18 +81,33 @@ class AudioPlayer:
 
         device = resolve_output(self._device_spec)
         try:
-            self._stream = sd.OutputStream(
-                samplerate=self.sample_rate, channels=1, dtype="float32",
-                blocksize=self.blocksize, latency=self._latency, device=device,
-                callback=self._callback, finished_callback=self._on_finished)
-            self._stream.start()
+            self._stream = self._open(sd, device, self.sample_rate)
         except sd.PortAudioError as error:
-            self._stream = None
-            raise NoAudioDevice(f"cannot open the audio output ({error}). {NO_DEVICE_HELP}")\
-                from error
+            # Some devices (WASAPI shared mode, some USB cards) take only their own rate:
+            # play at that rate and resample each chunk as it is queued.
+            native = int(sd.query_devices(device, "output")["default_samplerate"])
+            if "sample rate" not in str(error).lower() or native == self.sample_rate:
+                raise NoAudioDevice(
+                    f"cannot open the audio output ({error}). {NO_DEVICE_HELP}") from error
+            log.info("the output device does not take %d Hz; playing at %d Hz",
+                     self.sample_rate, native)
+            try:
+                self._stream = self._open(sd, device, native)
+            except sd.PortAudioError as retry_error:
+                raise NoAudioDevice(f"cannot open the audio output ({retry_error}). "
+                                    f"{NO_DEVICE_HELP}") from retry_error
         self._dispatcher = threading.Thread(target=self._dispatch, name="audio-events",
                                             daemon=True)
         self._dispatcher.start()
+
+    def _open(self, sd: Any, device: int | None, rate: int) -> Any:
+        stream = sd.OutputStream(
+            samplerate=rate, channels=1, dtype="float32", blocksize=self.blocksize,
+            latency=self._latency, device=device, callback=self._callback,
+            finished_callback=self._on_finished)
+        self.stream_rate = rate
+        stream.start()
+        return stream
 
     def close(self) -> None:
         """Stop the stream (what is queued is dropped) and the dispatcher thread."""
@@ -114,6 +143,9 @@ class AudioPlayer:
     def enqueue(self, chunk: AudioChunk) -> None:
         if chunk.samples.dtype != np.float32 or chunk.samples.ndim != 1:
             raise ValueError("chunks are 1-D float32 arrays")
+        if self.stream_rate != self.sample_rate:
+            chunk = dataclasses.replace(chunk, samples=resample(
+                chunk.samples, self.sample_rate, self.stream_rate))
         self._queue.append(chunk)
 
     def cut(self, drop_below_turn: int) -> None:
