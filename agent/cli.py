@@ -18,6 +18,7 @@ from agent.audio.events import PlaybackEvent, PlaybackKind
 from agent.audio.sinks import AudioSink, WavFileSink
 from agent.config import Config
 from agent.speech import SpeechPipeline
+from agent.tts.base import SynthesisError
 from agent.tts.models import ModelFilesError
 
 log = logging.getLogger("agent")
@@ -58,11 +59,14 @@ def _load_config(path: str | None) -> Config:
     return cfg
 
 
-def _engine(cfg: Config):  # type: ignore[no-untyped-def]
+def _engine(cfg: Config, voice: str | None = None):  # type: ignore[no-untyped-def]
     from agent.tts import kokoro, models
+    from agent.tts.voices import parse_blend
 
+    wanted = [p.voice for p in parse_blend(voice or cfg.tts.voice)]
     files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
-                           progress=ProgressBar())
+                           progress=ProgressBar(),
+                           download_voices=wanted if cfg.tts.auto_download else None)
     log.debug("Kokoro files: %s", files)
     return kokoro.load_engine(files, cfg.tts.language)
 
@@ -90,7 +94,7 @@ def _speak(cfg: Config, args: argparse.Namespace, lines: Sequence[tuple[str, str
     except NoAudioDevice as error:
         log.error("%s", error)
         return 2
-    pipeline = SpeechPipeline(_engine(cfg), sink, voice=args.voice or cfg.tts.voice,
+    pipeline = SpeechPipeline(_engine(cfg, args.voice), sink, voice=args.voice or cfg.tts.voice,
                               speed=args.speed or cfg.tts.speed, workers=cfg.tts.workers,
                               lookahead=cfg.tts.lookahead,
                               interrupt_sound=cfg.audio.interrupt_sound)
@@ -279,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         status: int = args.func(args)
-    except (ModelFilesError, NoAudioDevice) as error:
+    except (ModelFilesError, NoAudioDevice, SynthesisError) as error:
         log.error("%s", error)
         status = 2
     log.debug("%s took %.2f s", args.command, time.monotonic() - started)

@@ -25,6 +25,9 @@ class TTSConfig:
     voices_path: str = ""
     # "auto": official files when cached, else the packaged int8 ONNX; or force one.
     source: str = "auto"
+    # Fetch the official files when they are missing (a network call, so opt-in; failures
+    # are remembered for a day so an offline machine does not wait at every start).
+    auto_download: bool = False
     # "auto" follows the voice (b* voices: British English), else an espeak language code.
     language: str = "auto"
     # Synthesis threads; the look-ahead bounds how many chunks wait ready before playback.

@@ -91,6 +91,7 @@ class SpeechPipeline:
     def close(self) -> None:
         """Stop every thread; what is still queued is dropped."""
         self.interrupt(sound=False)
+        self.wait_until_done(timeout=1.0)  # let the fade finish before the stream stops
         self._closed = True
         for _ in self._threads[:-1]:
             self._jobs.put(None)

@@ -21,7 +21,7 @@ from bench.harness import start_audio
 PARAGRAPH = (
     "Sure, here is the plan for tomorrow. In the morning you have a meeting with the design "
     "team at nine, then a call with the supplier. After lunch, please review the budget and "
-    "send your notes to Anna before five, so she can prepare the report."
+    "send your notes to Anna before five."
 )
 
 

@@ -160,3 +160,28 @@ def test_download_failure_says_what_to_do(tmp_path: Path) -> None:
     assert "could not download hexgrad/Kokoro-82M" in result.stderr
     assert "Traceback" not in result.stderr
     shutil.rmtree(tmp_path / "hf", ignore_errors=True)
+
+
+def test_auto_download_fetches_once_and_an_offline_failure_falls_back(
+        tmp_path: Path, fake_hub: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[tts]\nauto_download = true\n")
+    out = tmp_path / "a.wav"
+    home = tmp_path / "hf"
+    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub,
+              "VOICE_AGENT_CACHE_DIR": str(tmp_path / "cache")}
+    said = run_agent("--config", str(config), "say", "--out", str(out), "Hello.", home=home,
+                     extra_env=online)
+    assert said.returncode == 0, said.stderr
+    assert "needs the official" not in said.stderr  # af_bella was fetched, then used
+    assert any("voices/af_bella.pt" in r for r in FakeHub.requests)
+
+    offline_home = tmp_path / "hf-offline"
+    dead = dict(online, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_ETAG_TIMEOUT="2")
+    first = run_agent("--config", str(config), "say", "--out", str(out), "Hello.",
+                      home=offline_home, extra_env=dead)
+    assert first.returncode == 0, first.stderr
+    assert "could not download" in first.stderr and "needs the official" in first.stderr
+    second = run_agent("--config", str(config), "say", "--out", str(out), "Hello.",
+                       home=offline_home, extra_env=dead)
+    assert second.returncode == 0 and "could not download" not in second.stderr

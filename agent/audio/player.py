@@ -66,6 +66,7 @@ class AudioPlayer:
         self._cut_seen = 0
         self._busy = False
         self.underflows = 0
+        self.failed = False
         self.frames_written = 0  # since start: the stream position of the next block
         self.last_cut: tuple[float, float, int] | None = None  # (wall, dac time, frame)
         self._stream: Any = None
@@ -110,10 +111,15 @@ class AudioPlayer:
         return stream
 
     def close(self) -> None:
-        """Stop the stream (what is queued is dropped) and the dispatcher thread."""
+        """Stop the stream and the dispatcher thread. What is in the device buffer (the end
+        of a fade, the last words) plays out first; what is still queued is dropped."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            stream.abort()
+            self._queue.clear()
+            if self.failed:
+                stream.abort()  # a dead device may never drain
+            else:
+                stream.stop()
             stream.close()
         if self._dispatcher is not None:
             self._events.put(None)
@@ -220,6 +226,7 @@ class AudioPlayer:
 
     def _on_finished(self) -> None:
         if self._stream is not None:  # not a close() we asked for: the device went away
+            self.failed = True
             self._events.put_nowait(PlaybackEvent(
                 PlaybackKind.ERROR, at=time.monotonic(),
                 message="the audio output stopped (device unplugged or sound server gone)"))

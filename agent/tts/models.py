@@ -31,6 +31,15 @@ OFFICIAL_CONFIG = "config.json"
 PACKAGED_PARTS = 4
 PACKAGED_NAME = "kokoro-v1.0.int8.onnx"
 
+# Voice names the official repository has (voices/<name>.pt).
+OFFICIAL_VOICE_NAMES = frozenset(
+    "af_alloy af_aoede af_bella af_heart af_jessica af_kore af_nicole af_nova af_river af_sarah "
+    "af_sky am_adam am_echo am_eric am_fenrir am_liam am_michael am_onyx am_puck am_santa "
+    "bf_alice bf_emma bf_isabella bf_lily bm_daniel bm_fable bm_george bm_lewis ef_dora em_alex "
+    "em_santa ff_siwis hf_alpha hf_beta hm_omega hm_psi if_sara im_nicola jf_alpha "
+    "jf_gongitsune jf_nezumi jf_tebukuro jm_kumo pf_dora pm_alex pm_santa zf_xiaobei zf_xiaoni "
+    "zf_xiaoxiao zf_xiaoyi zm_yunjian zm_yunxi zm_yunxia zm_yunyang".split())
+
 Source = Literal["official", "packaged", "custom"]
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -156,6 +165,26 @@ def download_official(voices: Sequence[str]) -> ModelFiles:
     return ModelFiles("official", Path(model), (Path(model).parent / "voices",), Path(config))
 
 
+DOWNLOAD_RETRY_S = 24 * 3600
+
+
+def try_download_official(voices: Sequence[str]) -> ModelFiles | None:
+    """`download_official`, unless it failed less than a day ago; None on failure (logged)."""
+    import time
+
+    failed = paths.cache_dir() / "official-download-failed"
+    if failed.exists() and time.time() - failed.stat().st_mtime < DOWNLOAD_RETRY_S:
+        return None
+    official = [v for v in voices if v in OFFICIAL_VOICE_NAMES]
+    try:
+        return download_official(official)
+    except ModelFilesError as error:
+        log.warning("%s; using the packaged model (next try in a day)", error)
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.touch()
+        return None
+
+
 def custom(model_path: str, voices_path: str, fallback: ModelFiles | None) -> ModelFiles:
     """Files named in the config; what is not named comes from `fallback`."""
     if fallback is None and not (model_path and voices_path):
@@ -179,11 +208,15 @@ def packaged(progress: Progress | None = None) -> ModelFiles:
 
 
 def resolve(source: str, model_path: str = "", voices_path: str = "",
-            progress: Progress | None = None) -> ModelFiles:
-    """The files to use now, from local files only."""
+            progress: Progress | None = None,
+            download_voices: Sequence[str] | None = None) -> ModelFiles:
+    """The files to use now: local files only, unless `download_voices` asks to fetch the
+    official files (with those voices) when they are missing."""
     if source not in ("auto", "official", "packaged"):
         raise ModelFilesError(f"[tts] source = {source!r}: use auto, official or packaged")
     official = official_cached() if source != "packaged" else None
+    if official is None and source != "packaged" and download_voices is not None:
+        official = try_download_official(download_voices)
     if source == "official" and official is None:
         raise ModelFilesError(
             f"[tts] source = 'official' but the {OFFICIAL_REPO} files are not in the Hugging "

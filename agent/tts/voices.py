@@ -14,18 +14,12 @@ import numpy as np
 import numpy.typing as npt
 
 from agent.tts.base import SynthesisError
+from agent.tts.models import OFFICIAL_VOICE_NAMES
 
 VoicePack = npt.NDArray[np.float32]
 
 # The voices of hexgrad/Kokoro-82M v1.0. The first letter is the language, the second the gender.
-OFFICIAL_VOICES = (
-    "af_alloy af_aoede af_bella af_heart af_jessica af_kore af_nicole af_nova af_river af_sarah "
-    "af_sky am_adam am_echo am_eric am_fenrir am_liam am_michael am_onyx am_puck am_santa "
-    "bf_alice bf_emma bf_isabella bf_lily bm_daniel bm_fable bm_george bm_lewis ef_dora em_alex "
-    "em_santa ff_siwis hf_alpha hf_beta hm_omega hm_psi if_sara im_nicola jf_alpha "
-    "jf_gongitsune jf_nezumi jf_tebukuro jm_kumo pf_dora pm_alex pm_santa zf_xiaobei zf_xiaoni "
-    "zf_xiaoxiao zf_xiaoyi zm_yunjian zm_yunxi zm_yunxia zm_yunyang"
-).split()
+OFFICIAL_VOICES = tuple(sorted(OFFICIAL_VOICE_NAMES))
 
 LANGUAGES = {
     "a": "American English", "b": "British English", "e": "Spanish", "f": "French",
