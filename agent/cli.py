@@ -17,6 +17,17 @@ from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, list_devices
 from agent.audio.events import PlaybackEvent, PlaybackKind
 from agent.audio.sinks import AudioSink, WavFileSink
 from agent.config import Config
+from agent.conversation import Conversation
+from agent.events import (
+    AgentEvent,
+    AgentState,
+    EventBus,
+    Notice,
+    ReplyDelta,
+    ReplyDone,
+    StateChanged,
+)
+from agent.history import History, render
 from agent.speech import SpeechPipeline
 from agent.tts.base import SynthesisError
 from agent.tts.models import ModelFilesError
@@ -85,19 +96,27 @@ class _Interrupted(Exception):
     pass
 
 
+def _speech(cfg: Config, args: argparse.Namespace) -> SpeechPipeline:
+    """The speech pipeline for the command's options. The output stream opens first, so it
+    is warm when the first words arrive (and a missing device is reported before the model
+    loads); raises NoAudioDevice."""
+    sink = _sink(cfg, getattr(args, "device", None), getattr(args, "out", None))
+    sink.start()
+    voice = getattr(args, "voice", None)
+    return SpeechPipeline(_engine(cfg, voice), sink, voice=voice or cfg.tts.voice,
+                          speed=getattr(args, "speed", None) or cfg.tts.speed,
+                          workers=cfg.tts.workers, lookahead=cfg.tts.lookahead,
+                          interrupt_sound=cfg.audio.interrupt_sound)
+
+
 def _speak(cfg: Config, args: argparse.Namespace, lines: Sequence[tuple[str, str, str | None]],
            ) -> int:
     """Speak (speaker, text, voice) lines; Ctrl-C fades out and exits 130."""
-    sink = _sink(cfg, args.device, args.out)
     try:
-        sink.start()  # open the stream first: it is warm when the first words arrive
+        pipeline = _speech(cfg, args)
     except NoAudioDevice as error:
         log.error("%s", error)
         return 2
-    pipeline = SpeechPipeline(_engine(cfg, args.voice), sink, voice=args.voice or cfg.tts.voice,
-                              speed=args.speed or cfg.tts.speed, workers=cfg.tts.workers,
-                              lookahead=cfg.tts.lookahead,
-                              interrupt_sound=cfg.audio.interrupt_sound)
     errors: list[str] = []
 
     def on_event(event: PlaybackEvent) -> None:
@@ -181,6 +200,126 @@ def cmd_dialogue(args: argparse.Namespace) -> int:
     return _speak(cfg, args, lines)
 
 
+class _TerminalView:
+    """Prints the conversation's events: the reply streams in as it arrives."""
+
+    def __init__(self) -> None:
+        self.dim = sys.stdout.isatty()
+        self.failed = ""
+        self.in_reasoning = False
+
+    def __call__(self, event: AgentEvent) -> None:
+        if isinstance(event, ReplyDelta):
+            if event.reasoning and self.dim:
+                sys.stdout.write(f"\033[2m{event.reasoning}\033[0m")
+            elif event.reasoning:
+                sys.stdout.write(event.reasoning)
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        elif isinstance(event, ReplyDone):
+            sys.stdout.write(" [interrupted]\n" if event.interrupted and not self.failed
+                             else "\n")
+            sys.stdout.flush()
+        elif isinstance(event, StateChanged):
+            if event.state is AgentState.ERROR:
+                self.failed = event.message
+                log.error("%s", event.message)
+            elif event.state is AgentState.THINKING:
+                self.failed = ""
+        elif isinstance(event, Notice):
+            log.warning("%s", event.message)
+
+
+def _conversation(cfg: Config, args: argparse.Namespace, view: _TerminalView,
+                  ) -> Conversation | None:
+    from agent.llm import make_backend
+
+    speech = None
+    if not args.no_audio:
+        try:
+            speech = _speech(cfg, args).start()
+        except NoAudioDevice as error:
+            log.error("%s Or run without speech: --no-audio.", error)
+            return None
+    bus = EventBus()
+    bus.subscribe(view)
+    backend = make_backend(cfg.llm)
+    log.debug("LLM: %s", backend.description)
+    return Conversation(backend, speech, History(), cfg.conversation, cfg.llm.system_prompt,
+                        bus).start()
+
+
+def _close(conversation: Conversation) -> None:
+    conversation.close()
+    if conversation.speech is not None:
+        conversation.speech.close()
+
+
+def _wait_for_turns(conversation: Conversation) -> bool:
+    """Wait for the queued turns; Ctrl-C interrupts the reply. False if interrupted."""
+    interrupted = False
+    while True:
+        try:
+            while not conversation.wait_idle(timeout=0.1):
+                pass
+            return not interrupted
+        except KeyboardInterrupt:
+            interrupted = True
+            conversation.interrupt()
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    view = _TerminalView()
+    conversation = _conversation(cfg, args, view)
+    if conversation is None:
+        return 2
+    print(f"Talking to {conversation.backend.description}. Ctrl-C interrupts a reply; "
+          "Ctrl-D or Ctrl-C at an empty prompt quits.", file=sys.stderr)
+    try:
+        while True:
+            try:
+                line = input("you> ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return 0
+            if line.strip():
+                conversation.submit(line)
+                _wait_for_turns(conversation)
+    finally:
+        _close(conversation)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    question = sys.stdin.read() if args.question == ["-"] else " ".join(args.question)
+    if not question.strip():
+        log.error("no question: give it as arguments, or - to read standard input")
+        return 2
+    view = _TerminalView()
+    conversation = _conversation(cfg, args, view)
+    if conversation is None:
+        return 2
+    try:
+        conversation.submit(question)
+        completed = _wait_for_turns(conversation)
+    finally:
+        _close(conversation)
+    if not completed:
+        return EXIT_INTERRUPTED
+    return 1 if view.failed else 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    history = History()
+    if args.clear:
+        history.clear()
+        print(f"cleared {history.path}")
+        return 0
+    print(render(history.entries) or f"no history yet ({history.path})")
+    return 0
+
+
 def cmd_voices(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     engine = _engine(cfg)
@@ -258,6 +397,21 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="SPEAKER=VOICE", help="a speaker's voice (repeatable)")
     dialogue.add_argument("file")
     dialogue.set_defaults(func=cmd_dialogue)
+
+    for name, help_text in (("chat", "a spoken conversation in the terminal"),
+                            ("ask", "ask one question, print and speak the answer")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--no-audio", action="store_true", help="text only, no speech")
+        p.add_argument("--voice", help="voice or blend")
+        p.add_argument("--speed", type=float, help="speaking rate, 0.5-2.0")
+        p.add_argument("--device", help="output device, by name or index")
+        if name == "ask":
+            p.add_argument("question", nargs="+", metavar="QUESTION")
+        p.set_defaults(func=cmd_chat if name == "chat" else cmd_ask)
+
+    history = sub.add_parser("history", help="show the chat history (or --clear it)")
+    history.add_argument("--clear", action="store_true")
+    history.set_defaults(func=cmd_history)
 
     sub.add_parser("voices", help="list the voices and which are available now").set_defaults(
         func=cmd_voices)

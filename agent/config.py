@@ -44,6 +44,41 @@ class AudioConfig:
     interrupt_sound: bool = False
 
 
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant. Your replies are spoken aloud, so answer in one to "
+    "three short sentences of plain conversational text: no markdown, no lists, no code, no "
+    "emoji, no URLs. If you do not know, say so briefly."
+)
+
+
+@dataclass
+class LLMConfig:
+    # "embedded" (SmolLM2 in-process, offline), "openai" (any OpenAI-compatible server:
+    # Ollama's /v1, llama.cpp, LM Studio, vLLM, OpenAI) or "ollama" (Ollama's /api/chat).
+    backend: str = "embedded"
+    base_url: str = ""
+    model: str = ""
+    # Prefer the OPENAI_API_KEY environment variable; a key here makes the file private.
+    api_key: str = ""
+    temperature: float = 0.7
+    max_tokens: int = 256
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # Connect timeout, and the longest silence in the middle of a reply before it is
+    # reported as stalled.
+    timeout_s: float = 30.0
+    # "embedded": answer with the embedded model (and say so) when the server is unreachable.
+    fallback: str = ""
+
+
+@dataclass
+class ConversationConfig:
+    # New input interrupts the reply being spoken instead of waiting for it to finish.
+    barge_in: bool = False
+    # How much history goes to the LLM: the last N turns, and at most this many characters.
+    history_turns: int = 10
+    history_chars: int = 6000
+
+
 @dataclass
 class DialogueConfig:
     # Speaker name -> voice, for `voice-agent dialogue`.
@@ -54,6 +89,8 @@ class DialogueConfig:
 class Config:
     tts: TTSConfig = field(default_factory=TTSConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
@@ -65,6 +102,11 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("tts", "lookahead"): (1, 16),
     ("audio", "blocksize"): (32, 8192),
     ("audio", "fade_ms"): (3.0, 10.0),
+    ("llm", "temperature"): (0.0, 2.0),
+    ("llm", "max_tokens"): (1, 32768),
+    ("llm", "timeout_s"): (1.0, 600.0),
+    ("conversation", "history_turns"): (0, 1000),
+    ("conversation", "history_chars"): (0, 1_000_000),
 }
 
 
@@ -120,7 +162,8 @@ def load(path: Path | None = None) -> Config:
         config.problems.append(f"{path}: {error}; using the defaults for every key")
         return config
     sections: dict[str, Any] = {
-        "tts": config.tts, "audio": config.audio, "dialogue": config.dialogue}
+        "tts": config.tts, "audio": config.audio, "llm": config.llm,
+        "conversation": config.conversation, "dialogue": config.dialogue}
     for section_name, values in data.items():
         section = sections.get(section_name)
         if section is None or not isinstance(values, dict):

@@ -125,14 +125,16 @@ class SpeechPipeline:
         return len(clauses)
 
     def say_clause(self, clause: str, voice: str | None = None, speed: float | None = None,
-                   speaker: str = "") -> None:
-        """Queue one clause that is already speakable (from the streaming chunker)."""
+                   speaker: str = "") -> int:
+        """Queue one clause that is already speakable (from the streaming chunker); returns
+        its sequence number, which its playback events carry."""
         job = _Job(clause, self.resolve_voice(voice or self.voice), speed or self.speed,
                    speaker, self._turn, next(self._seq))
         with self._cond:
             self._pending += 1
         self._order.put(job)
         self._jobs.put(job)
+        return job.seq
 
     def add_dialogue(self, speaker: str, text: str, voice: str | None = None) -> int:
         """A line for `speaker`; the voice given once is remembered for the speaker's later

@@ -1,0 +1,252 @@
+"""The conversation (the original design's chat dialogue system): one turn at a time.
+
+    submit(text) -> input queue -> turn: history + question -> LLM stream
+        -> reply text published at once (ReplyDelta)
+        -> clauses -> speech pipeline (spoken while the rest streams in)
+
+All turns run on one asyncio loop thread; a reply is a task, and `interrupt()` cancels it
+(and cuts the audio) from any thread. New input waits until the current speech completes,
+or, with barge-in, interrupts it. An interrupted reply goes into the history trimmed to what
+the user actually heard, as the audio events report it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from agent.audio.events import PlaybackEvent, PlaybackKind
+from agent.config import ConversationConfig
+from agent.events import (
+    AgentState,
+    EventBus,
+    Notice,
+    ReplyDelta,
+    ReplyDone,
+    StateChanged,
+    UserSaid,
+)
+from agent.history import History, HistoryEntry
+from agent.llm.base import ChatBackend, LLMError, Message
+from agent.speech import SpeechPipeline
+from agent.text import ClauseChunker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Reply:
+    """One reply in progress: its text, and which clauses were heard how far."""
+
+    turn: int
+    speech_turn: int
+    text: str = ""
+    clauses: dict[int, str] = field(default_factory=dict)  # seq -> clause, in order
+    heard: dict[int, float] = field(default_factory=dict)  # seq -> fraction played
+    error: str = ""
+
+    def heard_text(self) -> str:
+        """The clauses played in full, then the played share of the one cut part way."""
+        words: list[str] = []
+        for seq, clause in self.clauses.items():
+            fraction = self.heard.get(seq, 0.0)
+            clause_words = clause.split()
+            words.extend(clause_words[:round(len(clause_words) * fraction)])
+            if fraction < 1.0:
+                break
+        return " ".join(words)
+
+
+class Conversation:
+    def __init__(self, backend: ChatBackend, speech: SpeechPipeline | None, history: History,
+                 settings: ConversationConfig, system_prompt: str,
+                 bus: EventBus | None = None) -> None:
+        self.backend = backend
+        self.speech = speech
+        self.history = history
+        self.settings = settings
+        self.system_prompt = system_prompt
+        self.bus = bus or EventBus()
+        self.state = AgentState.IDLE
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-loop",
+                                        daemon=True)
+        self._inputs: asyncio.Queue[str] | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._reply_task: asyncio.Task[None] | None = None
+        self._reply: _Reply | None = None
+        self._turn = 0
+        self._done = threading.Condition()
+        self._submitted = 0
+        self._finished = 0
+        if speech is not None:
+            speech.add_listener(self._on_playback)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Conversation:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._begin(), self._loop).result(timeout=5)
+        return self
+
+    async def _begin(self) -> None:
+        self._inputs = asyncio.Queue()
+        self._runner = asyncio.create_task(self._run_turns())
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Cancel what is running, stop the loop thread, close the backend."""
+        self.interrupt()
+        if self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            try:
+                future.result(timeout=timeout)
+            except Exception:
+                log.exception("conversation shutdown")
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=timeout)
+
+    async def _shutdown(self) -> None:
+        for task in (self._reply_task, self._runner):
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._reply_task, self._runner) if t is not None),
+                             return_exceptions=True)
+        await self.backend.aclose()
+
+    def __enter__(self) -> Conversation:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- what callers use (any thread) -------------------------------------------------------
+
+    def submit(self, text: str) -> None:
+        """Queue the user's words; they wait for the current turn (or barge in)."""
+        text = text.strip()
+        if not text:
+            return
+        with self._done:
+            self._submitted += 1
+        if self.settings.barge_in and self.state in (AgentState.THINKING, AgentState.SPEAKING):
+            self.interrupt()
+        self._loop.call_soon_threadsafe(self._put_input, text)
+
+    def _put_input(self, text: str) -> None:
+        assert self._inputs is not None
+        self._inputs.put_nowait(text)
+
+    def interrupt(self) -> None:
+        """Stop the reply now: cut the audio (a fade within one block), cancel the LLM
+        request; the history keeps what was heard. Safe to call at any time."""
+        if self.speech is not None:
+            self.speech.interrupt()
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._cancel_reply)
+
+    def _cancel_reply(self) -> None:
+        if self._reply_task is not None and not self._reply_task.done():
+            self._reply_task.cancel()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every submitted input has had its turn."""
+        with self._done:
+            return self._done.wait_for(lambda: self._finished >= self._submitted, timeout)
+
+    # -- the turn loop (on the loop thread) ----------------------------------------------------
+
+    def _set_state(self, state: AgentState, turn: int, message: str = "") -> None:
+        self.state = state
+        self.bus.publish(StateChanged(state, turn, message))
+
+    async def _run_turns(self) -> None:
+        assert self._inputs is not None
+        while True:
+            text = await self._inputs.get()
+            try:
+                await self._take_turn(text)
+            except Exception as error:  # a bug must not end the conversation
+                log.exception("turn failed")
+                self._set_state(AgentState.ERROR, self._turn, f"internal error: {error}")
+            finally:
+                with self._done:
+                    self._finished += 1
+                    self._done.notify_all()
+
+    async def _take_turn(self, text: str) -> None:
+        speech = self.speech
+        if speech is not None and speech.busy:
+            # The original design's wait_for_speaking_complete: an interrupt ends it early.
+            await asyncio.to_thread(speech.wait_until_done)
+        self._turn += 1
+        turn = self._turn
+        self.bus.publish(UserSaid(text, turn))
+        self.history.append(HistoryEntry("user", text))
+        messages = [Message("system", self.system_prompt), *self.history.context(
+            self.settings.history_turns, self.settings.history_chars)]
+        reply = _Reply(turn, speech.turn if speech is not None else 0)
+        self._reply = reply
+        self._set_state(AgentState.THINKING, turn)
+        self._reply_task = asyncio.create_task(self._stream_reply(reply, messages))
+        await asyncio.wait({self._reply_task})
+        interrupted = self._reply_task.cancelled()
+        self._reply_task = None
+        self._finish(reply, interrupted)
+
+    async def _stream_reply(self, reply: _Reply, messages: list[Message]) -> None:
+        chunker = ClauseChunker()
+        speech = self.speech
+        try:
+            async for delta in self.backend.stream(messages):
+                if delta.notice:
+                    self.bus.publish(Notice(delta.notice, reply.turn))
+                if delta.text or delta.reasoning:
+                    self.bus.publish(ReplyDelta(reply.turn, delta.text, delta.reasoning))
+                if not delta.text:
+                    continue
+                reply.text += delta.text
+                if speech is None:
+                    if self.state is AgentState.THINKING:
+                        self._set_state(AgentState.SPEAKING, reply.turn)
+                    continue
+                for clause in chunker.feed(delta.text):
+                    reply.clauses[speech.say_clause(clause)] = clause
+            if speech is not None:
+                for clause in chunker.flush():
+                    reply.clauses[speech.say_clause(clause)] = clause
+                await asyncio.to_thread(speech.wait_until_done)
+        except LLMError as error:
+            reply.error = str(error)
+
+    def _finish(self, reply: _Reply, interrupted: bool) -> None:
+        heard = reply.text if self.speech is None else reply.heard_text()
+        if interrupted or reply.error:
+            if reply.text:
+                self.history.append(HistoryEntry("assistant", heard, interrupted=True,
+                                                 full=reply.text))
+            self.bus.publish(ReplyDone(reply.turn, reply.text, heard, interrupted=True))
+            if reply.error:
+                self._set_state(AgentState.ERROR, reply.turn, reply.error)
+            else:
+                self._set_state(AgentState.INTERRUPTED, reply.turn)
+                self._set_state(AgentState.IDLE, reply.turn)
+        else:
+            self.history.append(HistoryEntry("assistant", reply.text))
+            self.bus.publish(ReplyDone(reply.turn, reply.text, reply.text, interrupted=False))
+            self._set_state(AgentState.IDLE, reply.turn)
+        self._reply = None
+
+    # -- audio events (on the audio events thread) ---------------------------------------------
+
+    def _on_playback(self, event: PlaybackEvent) -> None:
+        reply = self._reply
+        if reply is None or event.turn != reply.speech_turn:
+            return
+        if event.kind is PlaybackKind.STARTED and self.state is AgentState.THINKING:
+            self._set_state(AgentState.SPEAKING, reply.turn)
+        elif event.kind in (PlaybackKind.FINISHED, PlaybackKind.CUT):
+            reply.heard[event.seq] = min(1.0, event.played / max(event.total, 1))
+        elif event.kind is PlaybackKind.ERROR and event.message:
+            self.bus.publish(Notice(event.message, reply.turn))

@@ -1,0 +1,80 @@
+"""What the core tells the outside (a terminal, the tray, the overlay): states and text, as
+immutable events on a bus. Listeners run on the publisher's thread and must be quick; a
+desktop shell hands them to its own thread."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+class AgentState(enum.Enum):
+    IDLE = "idle"
+    THINKING = "thinking"  # request sent, no words yet
+    SPEAKING = "speaking"
+    INTERRUPTED = "interrupted"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: AgentState
+    turn: int
+    message: str = ""  # for ERROR: what went wrong and what to do
+
+
+@dataclass(frozen=True)
+class UserSaid:
+    text: str
+    turn: int
+
+
+@dataclass(frozen=True)
+class ReplyDelta:
+    """Reply text as it arrives, shown at once; reasoning is for dimmed display only."""
+
+    turn: int
+    text: str = ""
+    reasoning: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    turn: int
+    text: str  # everything the model said
+    heard: str  # what the user heard (all of it, unless interrupted)
+    interrupted: bool
+
+
+@dataclass(frozen=True)
+class Notice:
+    message: str
+    turn: int = -1
+
+
+AgentEvent = StateChanged | UserSaid | ReplyDelta | ReplyDone | Notice
+AgentListener = Callable[[AgentEvent], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: list[AgentListener] = []
+        self._lock = threading.Lock()
+
+    def subscribe(self, listener: AgentListener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    def publish(self, event: AgentEvent) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("listener failed on %s", type(event).__name__)
