@@ -1,0 +1,130 @@
+"""Conversation latency with the embedded model (SmolLM2 in llama.cpp), the real Kokoro model
+and the real audio stream (ALSA tap), each beside the naive way in the same run.
+
+- Enter -> first audio: submit() to the first sample handed to the device.
+  Baseline: wait for the whole reply text, then speak it.
+- First token -> first audio: the first reply text to the first sample.
+- Interrupt -> generation stopped: with the real llama.cpp server on loopback, from
+  interrupt() until the server process stops using CPU. Baseline: a client that lets the
+  reply finish (what a blocking client does), i.e. the time the server keeps generating.
+
+    python -m bench.conversation [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from agent.audio.events import PlaybackEvent, PlaybackKind
+from agent.audio.player import AudioPlayer
+from agent.config import DEFAULT_SYSTEM_PROMPT, ConversationConfig, LLMConfig
+from agent.conversation import Conversation
+from agent.events import AgentEvent, ReplyDelta
+from agent.history import History
+from agent.llm import make_backend
+from agent.speech import SpeechPipeline
+from bench.harness import start_audio
+
+QUESTIONS = ["What is the capital of France?", "How do I boil an egg?",
+             "Why is the sky blue?", "Name a good book to read."]
+
+
+class Marks:
+    def __init__(self) -> None:
+        self.first_text = 0.0
+        self.first_audio = 0.0
+        self.audio = threading.Event()
+
+    def on_agent(self, event: AgentEvent) -> None:
+        if isinstance(event, ReplyDelta) and event.text and not self.first_text:
+            self.first_text = time.monotonic()
+
+    def on_playback(self, event: PlaybackEvent) -> None:
+        if event.kind is PlaybackKind.STARTED and not self.first_audio:
+            self.first_audio = event.at
+            self.audio.set()
+
+
+def streamed(engine, question: str, llm: LLMConfig) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    speech = SpeechPipeline(engine, AudioPlayer(), voice="jm_kumo").start()
+    marks = Marks()
+    speech.add_listener(marks.on_playback)
+    with tempfile.TemporaryDirectory() as folder:
+        conversation = Conversation(make_backend(llm), speech,
+                                    History(Path(folder) / "h.jsonl"), ConversationConfig(),
+                                    DEFAULT_SYSTEM_PROMPT)
+        conversation.bus.subscribe(marks.on_agent)
+        conversation.start()
+        begin = time.monotonic()
+        conversation.submit(question)
+        assert marks.audio.wait(120)
+        conversation.interrupt()
+        conversation.wait_idle(30)
+        conversation.close()
+    speech.close()
+    return marks.first_audio - begin, marks.first_audio - marks.first_text
+
+
+def naive(engine, question: str, llm: LLMConfig) -> float:  # type: ignore[no-untyped-def]
+    """Wait for the whole reply, then speak it."""
+    import asyncio
+
+    from agent.llm.base import Message
+
+    speech = SpeechPipeline(engine, AudioPlayer(), voice="jm_kumo").start()
+    marks = Marks()
+    speech.add_listener(marks.on_playback)
+    backend = make_backend(llm)
+
+    async def whole_reply() -> str:
+        text = ""
+        async for delta in backend.stream([Message("system", DEFAULT_SYSTEM_PROMPT),
+                                           Message("user", question)]):
+            text += delta.text
+        await backend.aclose()
+        return text
+
+    begin = time.monotonic()
+    speech.say(asyncio.run(whole_reply()))
+    assert marks.audio.wait(300)
+    speech.interrupt()
+    speech.wait_until_done(10)
+    speech.close()
+    return marks.first_audio - begin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=1, help="passes over the questions")
+    args = parser.parse_args()
+    start_audio()
+    from agent.tts import kokoro, models
+
+    engine = kokoro.load_engine(models.resolve("packaged"))
+    engine.warm_up("jm_kumo")
+    llm = LLMConfig(backend="embedded", max_tokens=120, temperature=0.0)
+    naive(engine, "Hello.", llm)  # warm the LLM (and its page cache) for both sides
+    ours, token_to_audio, baseline = [], [], []
+    for _ in range(args.rounds):
+        for question in QUESTIONS:
+            baseline.append(naive(engine, question, llm))
+            enter, first = streamed(engine, question, llm)
+            ours.append(enter)
+            token_to_audio.append(first)
+    print(f"{len(ours)} questions, median seconds (min-max)")
+    print(f"{'':30}{'ours':>18}{'baseline':>18}")
+
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):6.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    print(f"{'Enter -> first audio':30}{cell(ours):>18}{cell(baseline):>18}")
+    print(f"{'first token -> first audio':30}{cell(token_to_audio):>18}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""A question in, text streamed out, speech at the ALSA tap: the embedded LLM (SmolLM2 in
+llama.cpp), the real Kokoro weights and the real PortAudio stream."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.config import DEFAULT_SYSTEM_PROMPT, ConversationConfig, LLMConfig
+from agent.conversation import Conversation
+from agent.events import AgentEvent, AgentState, ReplyDelta, ReplyDone, StateChanged
+from agent.history import History
+from agent.llm import make_backend
+from agent.speech import SpeechPipeline
+from tests.conftest import read_tap
+from tests.harness.services import wait_for
+from tests.test_speech import RecordingPlayer
+
+pytestmark = pytest.mark.audio
+SR = 24_000
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.events: list[AgentEvent] = []
+        self.speaking = threading.Event()
+
+    def __call__(self, event: AgentEvent) -> None:
+        self.events.append(event)
+        if isinstance(event, StateChanged) and event.state is AgentState.SPEAKING:
+            self.speaking.set()
+
+    def states(self) -> list[AgentState]:
+        return [e.state for e in self.events if isinstance(e, StateChanged)]
+
+
+def converse(engine, tmp_path: Path, max_tokens: int, prompt: str,  # type: ignore[no-untyped-def]
+             ) -> tuple[Conversation, RecordingPlayer, Seen]:
+    player = RecordingPlayer()
+    speech = SpeechPipeline(engine, player, voice="jm_kumo").start()
+    backend = make_backend(LLMConfig(backend="embedded", max_tokens=max_tokens,
+                                     temperature=0.0))
+    conversation = Conversation(backend, speech, History(tmp_path / "history.jsonl"),
+                                ConversationConfig(), prompt)
+    seen = Seen()
+    conversation.bus.subscribe(seen)
+    return conversation.start(), player, seen
+
+
+def test_a_spoken_answer_from_the_embedded_model(audio_tap: Path, engine,  # type: ignore[no-untyped-def]
+                                                 tmp_path: Path) -> None:
+    conversation, player, seen = converse(engine, tmp_path, 40, DEFAULT_SYSTEM_PROMPT)
+    try:
+        conversation.submit("What is the capital of France?")
+        assert conversation.wait_idle(240)
+    finally:
+        conversation.close()
+        conversation.speech.close()  # type: ignore[union-attr]
+    deltas = [e for e in seen.events if isinstance(e, ReplyDelta) and e.text]
+    reply = [e for e in seen.events if isinstance(e, ReplyDone)][0]
+    assert len(deltas) >= 3 and reply.text.strip() and not reply.interrupted
+    assert seen.states() == [AgentState.THINKING, AgentState.SPEAKING, AgentState.IDLE]
+    spoken = sum(c.samples.size for c in player.given)
+    assert spoken > SR // 2
+    assert np.count_nonzero(read_tap(audio_tap)) >= 0.9 * np.count_nonzero(
+        np.concatenate([c.samples for c in player.given]))
+    entries = History(tmp_path / "history.jsonl").entries
+    assert [e.role for e in entries] == ["user", "assistant"]
+    assert entries[1].content == reply.text and not entries[1].interrupted
+
+
+def test_interrupt_mid_reply_silences_at_once_and_keeps_what_was_heard(
+        audio_tap: Path, engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    prompt = "You are a storyteller. Tell long, detailed stories in plain sentences."
+    conversation, player, seen = converse(engine, tmp_path, 200, prompt)
+    try:
+        conversation.submit("Tell me a long story about a dragon who learns to bake bread.")
+        assert seen.speaking.wait(240)
+        assert wait_for(lambda: np.count_nonzero(read_tap(audio_tap)) > SR // 2, 60)
+        conversation.interrupt()
+        assert conversation.wait_idle(10)
+        assert player.last_cut is not None
+        cut_frame, fade = player.last_cut[2], player.fade_samples
+        assert wait_for(lambda: read_tap(audio_tap).size > cut_frame + fade + 512, 5)
+        assert not np.any(read_tap(audio_tap)[cut_frame + fade - 1:]), "sound after the cut"
+    finally:
+        conversation.close()
+        conversation.speech.close()  # type: ignore[union-attr]
+    assert seen.states()[-2:] == [AgentState.INTERRUPTED, AgentState.IDLE]
+    entry = History(tmp_path / "history.jsonl").entries[-1]
+    assert entry.role == "assistant" and entry.interrupted
+    heard, full = entry.content.split(), entry.full.split()
+    assert 0 < len(heard) < len(full), (entry.content, entry.full)
