@@ -17,13 +17,7 @@ import subprocess
 import sys
 import time
 
-SENTENCES = [
-    "The weather today is sunny with a light breeze from the west.",
-    "Please remind me to call my sister at five o'clock this evening.",
-    "Computers can read text aloud using neural speech synthesis.",
-    "I would like a cup of coffee and a slice of chocolate cake.",
-    "The train to the city leaves every twenty minutes on weekdays.",
-]
+from tests.harness.speech_samples import SENTENCES
 
 
 def run_ours(repeats: int) -> dict[str, float]:

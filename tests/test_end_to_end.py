@@ -60,7 +60,7 @@ def test_a_spoken_answer_from_the_embedded_model(audio_tap: Path, engine,  # typ
         conversation.close()
         conversation.speech.close()  # type: ignore[union-attr]
     deltas = [e for e in seen.events if isinstance(e, ReplyDelta) and e.text]
-    reply = [e for e in seen.events if isinstance(e, ReplyDone)][0]
+    reply = next(e for e in seen.events if isinstance(e, ReplyDone))
     assert len(deltas) >= 3 and reply.text.strip() and not reply.interrupted
     assert seen.states() == [AgentState.THINKING, AgentState.SPEAKING, AgentState.IDLE]
     spoken = sum(c.samples.size for c in player.given)

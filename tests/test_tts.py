@@ -11,18 +11,10 @@ import pytest
 
 from agent.tts import g2p, models, voices
 from agent.tts.base import SynthesisError, trim_silence
+from tests.harness.speech_samples import SENTENCES
 
 SR = 24_000
 
-# English sentences an offline recogniser (pocketsphinx, en-us) should mostly get right.
-SENTENCES = [
-    "The weather today is sunny with a light breeze from the west.",
-    "Please remind me to call my sister at five o'clock this evening.",
-    "Computers can read text aloud using neural speech synthesis.",
-    "I would like a cup of coffee and a slice of chocolate cake.",
-    "The train to the city leaves every twenty minutes on weekdays.",
-    "Turn off the lights in the kitchen before you go to bed.",
-]
 
 
 def transcribe(samples: np.ndarray) -> str:
