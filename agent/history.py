@@ -63,8 +63,11 @@ class History:
 
     def append(self, entry: HistoryEntry) -> None:
         """Write one entry as one line and flush it to disk before returning."""
-        line = json.dumps({k: v for k, v in asdict(entry).items() if v not in ("", False)},
-                          ensure_ascii=False) + "\n"
+        record = asdict(entry)
+        for optional in ("interrupted", "full"):  # kept short: only when they say something
+            if not record[optional]:
+                del record[optional]
+        line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a+b") as file:

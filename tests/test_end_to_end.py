@@ -79,6 +79,8 @@ def test_interrupt_mid_reply_silences_at_once_and_keeps_what_was_heard(
     try:
         conversation.submit("Tell me a long story about a dragon who learns to bake bread.")
         assert seen.speaking.wait(240)
+        # Mid-reply: once the second clause is playing, the first was heard in full.
+        assert wait_for(lambda: len(player.given) >= 2 and player.started >= 2, 120)
         assert wait_for(lambda: np.count_nonzero(read_tap(audio_tap)) > SR // 2, 60)
         conversation.interrupt()
         assert conversation.wait_idle(10)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.audio.events import AudioChunk, PlaybackKind
+from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind
 from agent.audio.player import AudioPlayer
 from agent.audio.sinks import MemorySink
 from agent.speech import SpeechPipeline
@@ -145,6 +145,12 @@ class RecordingPlayer(AudioPlayer):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.given: list[AudioChunk] = []
+        self.started = 0
+        self.add_listener(self._count_started)
+
+    def _count_started(self, event: PlaybackEvent) -> None:
+        if event.kind is PlaybackKind.STARTED:
+            self.started += 1
 
     def enqueue(self, chunk: AudioChunk) -> None:
         self.given.append(chunk)
