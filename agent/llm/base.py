@@ -4,8 +4,11 @@ can be shown to the user as it is."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,11 @@ class LLMError(RuntimeError):
 class LLMUnreachable(LLMError):
     """Could not connect to the server (refused, unknown host, connect timeout)."""
 
+    def __init__(self, message: str, *, server: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.server = server  # e.g. "the LLM server at http://127.0.0.1:8080/v1"
+        self.reason = reason  # e.g. "[Errno 111] Connection refused"
+
 
 class LLMStalled(LLMError):
     """The server sent nothing for timeout_s, before or in the middle of a reply."""
@@ -47,3 +55,15 @@ class ChatBackend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@asynccontextmanager
+async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Like contextlib.aclosing for any backend's stream: an inner generator left early (a
+    [DONE], an error, a fallback) closes its HTTP response now, not when it is collected."""
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()

