@@ -74,3 +74,14 @@ def engine():  # type: ignore[no-untyped-def]
     from agent.tts import kokoro, models
 
     return kokoro.load_engine(models.resolve("packaged"))
+
+
+@pytest.fixture(scope="session")
+def llama_server():  # type: ignore[no-untyped-def]
+    """The real llama.cpp OpenAI-compatible server with the packaged SmolLM2, on loopback."""
+    from agent.llm.embedded import locate_model
+    from tests.harness.llm_servers import start_llama_server
+
+    server = start_llama_server(locate_model(), LOGS)
+    yield server
+    server.stop()

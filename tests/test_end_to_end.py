@@ -96,3 +96,45 @@ def test_interrupt_mid_reply_silences_at_once_and_keeps_what_was_heard(
     assert entry.role == "assistant" and entry.interrupted
     heard, full = entry.content.split(), entry.full.split()
     assert 0 < len(heard) < len(full), (entry.content, entry.full)
+
+
+def test_interrupt_stops_the_llama_server_and_the_audio(
+        audio_tap: Path, engine, llama_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from tests.harness.llm_servers import cpu_seconds
+
+    player = RecordingPlayer()
+    speech = SpeechPipeline(engine, player, voice="jm_kumo").start()
+    backend = make_backend(LLMConfig(backend="openai", base_url=llama_server.base_url,
+                                     model="smollm2", max_tokens=1500, temperature=0.0))
+    conversation = Conversation(backend, speech, History(tmp_path / "history.jsonl"),
+                                ConversationConfig(), "You are a helpful assistant.")
+    seen = Seen()
+    conversation.bus.subscribe(seen)
+    conversation.start()
+    pid = llama_server.pid
+    try:
+        conversation.submit("Write a very long story about a dragon who bakes bread. "
+                            "Use at least 50 sentences.")
+        assert wait_for(lambda: player.started >= 2, 240)
+        generating_from = cpu_seconds(pid)
+        assert wait_for(lambda: cpu_seconds(pid) > generating_from + 0.2, 10), \
+            "the server should still be generating the long story"
+        conversation.interrupt()
+        assert conversation.wait_idle(10)
+
+        def server_idle() -> bool:
+            before = cpu_seconds(pid)
+            threading.Event().wait(0.3)
+            return cpu_seconds(pid) - before < 0.03
+
+        assert wait_for(server_idle, 5), "the server kept generating after the interrupt"
+        assert player.last_cut is not None
+        cut_frame, fade = player.last_cut[2], player.fade_samples
+        assert wait_for(lambda: read_tap(audio_tap).size > cut_frame + fade + 512, 5)
+        assert not np.any(read_tap(audio_tap)[cut_frame + fade - 1:]), "sound after the cut"
+    finally:
+        conversation.close()
+        speech.close()
+    entry = History(tmp_path / "history.jsonl").entries[-1]
+    assert entry.role == "assistant" and entry.interrupted
+    assert 0 < len(entry.content.split()) < len(entry.full.split())

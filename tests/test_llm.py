@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -25,10 +24,9 @@ from agent.llm import (
     Message,
     make_backend,
 )
-from agent.llm.embedded import EmbeddedBackend, locate_model
+from agent.llm.embedded import EmbeddedBackend
 from agent.llm.ollama import OllamaBackend
 from agent.llm.openai_compat import OpenAICompatBackend
-from tests.conftest import LOGS
 from tests.harness.llm_servers import (
     FaultRequest,
     FaultServer,
@@ -36,7 +34,6 @@ from tests.harness.llm_servers import (
     LoopThread,
     cpu_seconds,
     free_port,
-    start_llama_server,
 )
 from tests.harness.services import wait_for
 
@@ -55,18 +52,6 @@ def loop() -> Iterator[LoopThread]:
     thread = LoopThread()
     yield thread
     thread.stop()
-
-
-@pytest.fixture(scope="session")
-def gguf() -> Path:
-    return locate_model()
-
-
-@pytest.fixture(scope="session")
-def llama_server(gguf: Path) -> Iterator[LlamaServer]:
-    server = start_llama_server(gguf, LOGS)
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="session")
