@@ -238,6 +238,7 @@ def _conversation(cfg: Config, args: argparse.Namespace, view: _TerminalView,
     if not args.no_audio:
         try:
             speech = _speech(cfg, args).start()
+            speech.warm_up_in_background()
         except NoAudioDevice as error:
             log.error("%s Or run without speech: --no-audio.", error)
             return None

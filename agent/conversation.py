@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agent.audio.events import PlaybackEvent, PlaybackKind
@@ -77,6 +78,7 @@ class Conversation:
         self._runner: asyncio.Task[None] | None = None
         self._reply_task: asyncio.Task[None] | None = None
         self._reply: _Reply | None = None
+        self._warm_up: asyncio.Task[None] | None = None
         self._turn = 0
         self._done = threading.Condition()
         self._submitted = 0
@@ -94,6 +96,15 @@ class Conversation:
     async def _begin(self) -> None:
         self._inputs = asyncio.Queue()
         self._runner = asyncio.create_task(self._run_turns())
+        warm_up = getattr(self.backend, "warm_up", None)
+        if warm_up is not None:  # load the model now, so the first reply is as fast as the tenth
+            self._warm_up = asyncio.create_task(self._warm(warm_up))
+
+    async def _warm(self, warm_up: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await warm_up()
+        except Exception as error:  # reported again, clearly, by the first real turn
+            log.debug("LLM warm-up failed: %s", error)
 
     def close(self, timeout: float = 2.0) -> None:
         """Cancel what is running, stop the loop thread, close the backend."""
@@ -108,11 +119,10 @@ class Conversation:
             self._thread.join(timeout=timeout)
 
     async def _shutdown(self) -> None:
-        for task in (self._reply_task, self._runner):
-            if task is not None and not task.done():
-                task.cancel()
-        await asyncio.gather(*(t for t in (self._reply_task, self._runner) if t is not None),
-                             return_exceptions=True)
+        tasks = [t for t in (self._reply_task, self._runner, self._warm_up) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.backend.aclose()
 
     def __enter__(self) -> Conversation:

@@ -101,6 +101,20 @@ class SpeechPipeline:
                 thread.join(timeout=5)
         self.sink.close()
 
+    def warm_up_in_background(self) -> threading.Thread:
+        """One short synthesis off the caller's thread (phonemizer setup, first model run), so
+        the first real clause is as fast as the tenth."""
+
+        def warm() -> None:
+            try:
+                self.synth.synthesize("Hello.", self.resolve_voice(self.voice), self.speed)
+            except Exception:
+                log.exception("speech warm-up failed")
+
+        thread = threading.Thread(target=warm, name="tts-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     def __enter__(self) -> SpeechPipeline:
         return self.start()
 

@@ -9,6 +9,7 @@ token (about 6 ms here), so the thread ends right after.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -60,6 +61,17 @@ class _SharedModel:
 
 _MODELS: dict[Path, _SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models while the interpreter is whole: llama.cpp's own finaliser, run during
+    shutdown, finds its C bindings gone and prints a traceback."""
+    with _MODELS_LOCK:
+        for shared in _MODELS.values():
+            if shared.llama is not None and shared.generate_lock.acquire(timeout=1):
+                shared.llama.close()
+                shared.llama = None
 
 
 def _shared_model(path: Path) -> _SharedModel:
