@@ -73,3 +73,42 @@ def test_ask_speaks_the_answer(audio_tap: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert np.count_nonzero(read_tap(audio_tap)) > 24_000 // 2
+
+
+@pytest.mark.audio
+def test_ctrl_c_in_chat_interrupts_the_reply_and_the_chat_goes_on(audio_tap: Path,
+                                                                  tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.harness.services import wait_for
+
+    config = tmp_path / "config.toml"
+    config.write_text('[tts]\nvoice = "jm_kumo"\n[llm]\nmax_tokens = 400\n'
+                      'system_prompt = "You are a storyteller. Tell long stories."\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--config", str(config), "chat"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=private_env(tmp_path))
+    assert process.stdin is not None
+    try:
+        process.stdin.write("Tell me a long story about a lighthouse keeper.\n")
+        process.stdin.flush()
+        assert wait_for(lambda: np.count_nonzero(read_tap(audio_tap)) > 24_000, 120)
+        process.send_signal(signal.SIGINT)  # mid-reply: interrupts, does not quit
+        silenced_from = read_tap(audio_tap).size
+        time.sleep(0.5)  # the reply would still be speaking now, had it not been cut
+        tail = read_tap(audio_tap)[silenced_from:]
+        sound_after_ms = 1000 * (int(np.flatnonzero(tail)[-1]) + 1 if tail.any() else 0) / 24_000
+        print(f"sound after SIGINT: {sound_after_ms:.0f} ms")
+        # Signal delivery and the main thread waking add to the audio path's ~30 ms.
+        assert sound_after_ms < 150
+        assert process.poll() is None, "Ctrl-C during a reply must not end the chat"
+        process.stdin.close()  # Ctrl-D at the prompt: quit
+        assert process.wait(30) == 0
+        output = process.stdout.read() if process.stdout else ""
+    finally:
+        process.kill()
+    assert "[interrupted]" in output
+    history = (Path(private_env(tmp_path)["VOICE_AGENT_DATA_DIR"]) / "history.jsonl").read_text()
+    assert '"interrupted": true' in history
