@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,7 @@ from tests.harness.llm_servers import (
     FaultServer,
     LlamaServer,
     LoopThread,
+    Script,
     cpu_seconds,
     free_port,
 )
@@ -626,3 +628,55 @@ def test_missing_embedded_packages_say_which_pip_command_fixes_them(
     without("llama_cpp")
     with pytest.raises(LLMError, match=r"pip install llama-cpp-python==0\.3\.36"):
         make_backend(LLMConfig(backend="embedded"))
+
+
+# --- faults seen by the whole conversation ----------------------------------------------------
+
+async def crash_500(request: FaultRequest) -> None:
+    await request.respond_json(500, {"error": {"message": "model crashed"}})
+
+
+async def reset_mid_stream(request: FaultRequest) -> None:
+    await request.start_stream()
+    await request.event({"choices": [{"delta": {"content": "Hel"}}]})
+    request.reset()
+
+
+@pytest.mark.parametrize("fault", [stall_before_headers, stall_mid_stream, crash_500,
+                                   reset_mid_stream])
+def test_each_fault_is_an_error_state_and_the_next_question_is_answered(
+        faults: FaultServer, tmp_path: Path, fault: Script) -> None:
+    from agent.config import ConversationConfig
+    from agent.conversation import Conversation
+    from agent.events import AgentEvent, AgentState, StateChanged
+    from agent.history import History
+
+    visits = 0
+
+    async def faulty_then_healthy(request: FaultRequest) -> None:
+        nonlocal visits
+        visits += 1
+        await (fault if visits == 1 else well_formed_with_extras)(request)
+
+    url = faults.url(f"conversation-{fault.__name__}", faulty_then_healthy)
+    backend = openai(url, timeout_s=1.0)
+    states: list[StateChanged] = []
+
+    def on_event(event: AgentEvent) -> None:
+        if isinstance(event, StateChanged):
+            states.append(event)
+
+    with Conversation(backend, None, History(tmp_path / "h.jsonl"), ConversationConfig(),
+                      "Be brief.") as conversation:
+        conversation.bus.subscribe(on_event)
+        conversation.submit("first question")
+        assert conversation.wait_idle(10)
+        error = states[-1]
+        assert error.state is AgentState.ERROR and url.split("/v1")[0] in error.message
+        conversation.submit("second question")
+        assert conversation.wait_idle(10)
+    assert states[-1].state is AgentState.IDLE
+    entries = History(tmp_path / "h.jsonl").entries
+    assert [e.content for e in entries if e.role == "user"] == ["first question",
+                                                                "second question"]
+    assert entries[-1].content == "Paris is the capital of France."
