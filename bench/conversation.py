@@ -2,7 +2,7 @@
 and the real audio stream (ALSA tap), each beside the naive way in the same run.
 
 - Enter -> first audio: submit() to the first sample handed to the device.
-  Baseline: wait for the whole reply text, then speak it.
+  Baseline: wait for the whole reply text, then synthesise it whole and play it.
 - First token -> first audio: the first reply text to the first sample.
 - Interrupt -> generation stopped: with the real llama.cpp server on loopback, from
   interrupt() until the server process stops using CPU. Baseline: a client that lets the
@@ -71,7 +71,7 @@ def streamed(engine, question: str, llm: LLMConfig) -> tuple[float, float]:  # t
 
 
 def naive(engine, question: str, llm: LLMConfig) -> float:  # type: ignore[no-untyped-def]
-    """Wait for the whole reply, then speak it."""
+    """Wait for the whole reply, then synthesise it in one piece and play it."""
     import asyncio
 
     from agent.llm.base import Message
@@ -90,12 +90,46 @@ def naive(engine, question: str, llm: LLMConfig) -> float:  # type: ignore[no-un
         return text
 
     begin = time.monotonic()
-    speech.say(asyncio.run(whole_reply()))
+    reply = asyncio.run(whole_reply())
+    speech.say_clause(reply)  # one piece: synthesised whole, then played
     assert marks.audio.wait(300)
     speech.interrupt()
     speech.wait_until_done(10)
     speech.close()
     return marks.first_audio - begin
+
+
+def generation_stop(engine, server, interrupt: bool) -> float:  # type: ignore[no-untyped-def]
+    """Seconds from the interrupt (or, for the baseline, from the same moment with no
+    interrupt: the client lets the reply finish) until the server's CPU goes quiet."""
+    from tests.harness.llm_servers import cpu_seconds
+
+    llm = LLMConfig(backend="openai", base_url=server.base_url, model="smollm2",
+                    max_tokens=600, temperature=0.0)
+    speech = SpeechPipeline(engine, AudioPlayer(), voice="jm_kumo").start()
+    marks = Marks()
+    speech.add_listener(marks.on_playback)
+    with tempfile.TemporaryDirectory() as folder:
+        conversation = Conversation(make_backend(llm), speech,
+                                    History(Path(folder) / "h.jsonl"), ConversationConfig(),
+                                    "You are a helpful assistant.")
+        conversation.start()
+        conversation.submit("Write a very long story about a dragon who bakes bread.")
+        assert marks.audio.wait(120)
+        begin = time.monotonic()
+        if interrupt:
+            conversation.interrupt()
+        while True:  # quiet: under 3% of a core over 200 ms
+            before = cpu_seconds(server.pid)
+            time.sleep(0.2)
+            if cpu_seconds(server.pid) - before < 0.006:
+                break
+        stopped = time.monotonic() - begin - 0.2  # the quiet window itself is not counted
+        conversation.interrupt()
+        conversation.wait_idle(30)
+        conversation.close()
+    speech.close()
+    return max(stopped, 0.0)
 
 
 def main() -> None:
@@ -124,6 +158,17 @@ def main() -> None:
 
     print(f"{'Enter -> first audio':30}{cell(ours):>18}{cell(baseline):>18}")
     print(f"{'first token -> first audio':30}{cell(token_to_audio):>18}")
+
+    from agent.llm.embedded import locate_model
+    from tests.harness.llm_servers import start_llama_server
+
+    server = start_llama_server(locate_model(), Path(tempfile.mkdtemp()))
+    try:
+        stop_ours = [generation_stop(engine, server, True) for _ in range(3)]
+        stop_naive = [generation_stop(engine, server, False) for _ in range(2)]
+    finally:
+        server.stop()
+    print(f"{'interrupt -> server idle':30}{cell(stop_ours):>18}{cell(stop_naive):>18}")
 
 
 if __name__ == "__main__":

@@ -412,3 +412,19 @@ def test_plain_prose_keeps_all_input_words(
     chunks = feed_char_by_char(text, **limits)
     assert words(" ".join(chunks)) == words(text)
     assert all(len(chunk) <= limits["max_chunk_chars"] + 12 for chunk in chunks)
+
+
+def test_a_long_first_clause_is_cut_after_a_few_words_so_speech_starts_early() -> None:
+    text = ("The sky is blue because of a process called Rayleigh scattering, which is a "
+            "natural phenomenon. It happens every day.")
+    chunker = ClauseChunker(first_chunk_max_words=7)
+    streamed: list[str] = []
+    for character in text:
+        streamed += chunker.feed(character)
+    streamed += chunker.flush()
+    assert streamed[0] == "The sky is blue because of a"
+    assert streamed == split_for_speech(text)
+    assert " ".join(streamed).split() == text.split()
+    # A clause boundary within the limit still wins.
+    first = split_for_speech("Sure, here it is. And more words follow here.")[0]
+    assert first == "Sure, here it is."

@@ -92,7 +92,10 @@ class EmbeddedBackend:
         self._model = _shared_model(path.resolve())
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.threads = threads or os.cpu_count() or 1
+        # One core fewer than the machine has: the speech synthesiser runs at the same time
+        # (the model still writes far faster than speech is spoken), and on two cores a
+        # generation on both starves the first clause's synthesis.
+        self.threads = threads or max(1, (os.cpu_count() or 2) - 1)
         self.description = f"embedded model {path.stem} (llama.cpp, in-process, offline)"
         self.worker: threading.Thread | None = None  # the latest generation's thread
         self._stops: set[threading.Event] = set()

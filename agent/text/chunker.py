@@ -92,13 +92,19 @@ class ClauseChunker:
     """Split a streamed reply into speakable chunks. Not thread-safe."""
 
     def __init__(
-        self, first_chunk_min_words: int = 3, min_chunk_words: int = 6, max_chunk_chars: int = 300
+        self, first_chunk_min_words: int = 3, min_chunk_words: int = 6, max_chunk_chars: int = 300,
+        first_chunk_max_words: int = 7,
     ) -> None:
-        if min(first_chunk_min_words, min_chunk_words, max_chunk_chars) < 1:
+        if min(first_chunk_min_words, min_chunk_words, max_chunk_chars,
+               first_chunk_max_words) < 1:
             raise ValueError("chunk limits must be positive")
         self.first_chunk_min_words = first_chunk_min_words
         self.min_chunk_words = min_chunk_words
         self.max_chunk_chars = max_chunk_chars
+        # The first chunk decides when the user first hears anything, and synthesis takes
+        # about as long as the audio lasts here: a first clause with no break in its first
+        # few words is cut at a space after that many words instead of waiting for a comma.
+        self.first_chunk_max_words = max(first_chunk_max_words, first_chunk_min_words)
         self.reset()
 
     # --- public ---------------------------------------------------------------------------
@@ -519,9 +525,18 @@ class ClauseChunker:
             i += 1
         self._bscan = i
         limit = self._start + self.max_chunk_chars
-        if i < count and bpos[i] <= limit:
+        if i < count and bpos[i] <= limit and (
+                self._first_done
+                or self._bwords[i] - self._start_words <= self.first_chunk_max_words):
             return _Cut(bpos[i], self._bwords[i])
         settled = self._settled()
+        if not self._first_done:
+            k = self._si
+            while (k < len(self._spos)
+                   and self._swords[k] - self._start_words < self.first_chunk_max_words):
+                k += 1
+            if k < len(self._spos) and self._spos[k] < settled and self._spos[k] <= limit:
+                return _Cut(self._spos[k], self._swords[k])
         if settled <= limit:
             self._wake_at = limit + 1
             return None
