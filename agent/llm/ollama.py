@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -11,7 +10,6 @@ from typing import Any
 from agent.llm.base import Delta, LLMError, LLMResponseError, Message, closing_stream
 from agent.llm.openai_compat import (
     HttpStream,
-    error_message_from_body,
     length_notice,
     normalise_base_url,
     public_url,
@@ -70,18 +68,7 @@ class OllamaBackend:
             async for line in lines:
                 if not line.strip():
                     continue
-                try:
-                    payload = json.loads(line)
-                except ValueError:
-                    payload = None
-                if not isinstance(payload, dict):
-                    raise LLMResponseError(
-                        f"Ollama at {public_url(self.base_url)} sent a malformed stream "
-                        f"line: {line[:120]!r}")
-                if payload.get("error"):
-                    raise LLMResponseError(
-                        f"Ollama at {public_url(self.base_url)} reported an error during the "
-                        f"reply: {error_message_from_body(line.encode())}")
+                payload = self.http.stream_payload(line)
                 message = payload.get("message")
                 if isinstance(message, dict):
                     text = message.get("content")

@@ -151,6 +151,23 @@ class HttpStream:
         if client is not None and self._client_loop is asyncio.get_running_loop():
             await client.aclose()
 
+    def stream_payload(self, raw: str) -> dict[str, Any]:
+        """One JSON object of a streamed reply (an SSE `data:` value or an NDJSON line);
+        a malformed line or an error object becomes an LLMResponseError naming the server."""
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise LLMResponseError(
+                f"{_capitalised(self.label)} sent a malformed stream line: "
+                f"{self._redact(raw[:120])!r}")
+        if payload.get("error"):
+            raise LLMResponseError(
+                f"{_capitalised(self.label)} reported an error during the reply: "
+                f"{self._redact(error_message_from_body(raw.encode()))}")
+        return payload
+
     def _redact(self, text: str) -> str:
         return redact(text, self.api_key)
 
@@ -349,18 +366,7 @@ class OpenAICompatBackend:
 
     def _parse_event(self, value: str) -> tuple[list[Delta], bool]:
         """The deltas in one `data:` payload, and whether it ends the reply."""
-        try:
-            payload = json.loads(value)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            raise LLMResponseError(
-                f"{_capitalised(self.http.label)} sent a malformed stream line: "
-                f"{self.http._redact(value[:120])!r}")
-        if payload.get("error"):
-            raise LLMResponseError(
-                f"{_capitalised(self.http.label)} reported an error during the reply: "
-                f"{self.http._redact(error_message_from_body(value.encode()))}")
+        payload = self.http.stream_payload(value)
         deltas: list[Delta] = []
         finished = False
         for choice in payload.get("choices") or []:  # a usage chunk has none
