@@ -14,10 +14,12 @@ and the real audio stream (ALSA tap), each beside the naive way in the same run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from agent.audio.events import PlaybackEvent, PlaybackKind
@@ -50,23 +52,34 @@ class Marks:
             self.audio.set()
 
 
-def streamed(engine, question: str, llm: LLMConfig) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def spoken_conversation(engine, llm: LLMConfig,  # type: ignore[no-untyped-def]
+                        prompt: str) -> Iterator[tuple[Conversation, Marks]]:
+    """A conversation speaking through the real stream, with its timing marks; on exit the
+    reply is interrupted and everything is closed."""
     speech = SpeechPipeline(engine, AudioPlayer(), voice="jm_kumo").start()
     marks = Marks()
     speech.add_listener(marks.on_playback)
     with tempfile.TemporaryDirectory() as folder:
         conversation = Conversation(make_backend(llm), speech,
                                     History(Path(folder) / "h.jsonl"), ConversationConfig(),
-                                    DEFAULT_SYSTEM_PROMPT)
+                                    prompt)
         conversation.bus.subscribe(marks.on_agent)
         conversation.start()
+        try:
+            yield conversation, marks
+        finally:
+            conversation.interrupt()
+            conversation.wait_idle(30)
+            conversation.close()
+            speech.close()
+
+
+def streamed(engine, question: str, llm: LLMConfig) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    with spoken_conversation(engine, llm, DEFAULT_SYSTEM_PROMPT) as (conversation, marks):
         begin = time.monotonic()
         conversation.submit(question)
         assert marks.audio.wait(120)
-        conversation.interrupt()
-        conversation.wait_idle(30)
-        conversation.close()
-    speech.close()
     return marks.first_audio - begin, marks.first_audio - marks.first_text
 
 
@@ -106,14 +119,8 @@ def generation_stop(engine, server, interrupt: bool) -> float:  # type: ignore[n
 
     llm = LLMConfig(backend="openai", base_url=server.base_url, model="smollm2",
                     max_tokens=600, temperature=0.0)
-    speech = SpeechPipeline(engine, AudioPlayer(), voice="jm_kumo").start()
-    marks = Marks()
-    speech.add_listener(marks.on_playback)
-    with tempfile.TemporaryDirectory() as folder:
-        conversation = Conversation(make_backend(llm), speech,
-                                    History(Path(folder) / "h.jsonl"), ConversationConfig(),
-                                    "You are a helpful assistant.")
-        conversation.start()
+    with spoken_conversation(engine, llm, "You are a helpful assistant.") as (conversation,
+                                                                              marks):
         conversation.submit("Write a very long story about a dragon who bakes bread.")
         assert marks.audio.wait(120)
         begin = time.monotonic()
@@ -125,10 +132,6 @@ def generation_stop(engine, server, interrupt: bool) -> float:  # type: ignore[n
             if cpu_seconds(server.pid) - before < 0.006:
                 break
         stopped = time.monotonic() - begin - 0.2  # the quiet window itself is not counted
-        conversation.interrupt()
-        conversation.wait_idle(30)
-        conversation.close()
-    speech.close()
     return max(stopped, 0.0)
 
 
