@@ -165,3 +165,24 @@ def test_resampling_fallback_keeps_duration_and_pitch() -> None:
     spectrum = np.abs(np.fft.rfft(doubled - doubled.mean()))
     peak_hz = np.argmax(spectrum) * 48_000 / doubled.size
     assert abs(peak_hz - 440) < 5
+
+
+def test_an_idle_stream_pauses_and_the_next_chunk_starts_it_again(audio_tap: Path) -> None:
+    """Quiet when idle: no callbacks while there is nothing to play; nothing is lost after."""
+    recorder = Recorder()
+    with AudioPlayer(blocksize=256, idle_stop_s=0.3) as player:
+        player.add_listener(recorder)
+        assert player.running
+        assert wait_for(lambda: not player.running, timeout=5), "the idle stream kept running"
+        paused_at = player.frames_written
+        assert not wait_for(lambda: player.frames_written != paused_at, timeout=0.3)
+        samples = tone(0.3, 440, 7)
+        player.enqueue(AudioChunk(samples, turn=0, seq=0))
+        assert player.running
+        recorder.wait(PlaybackKind.FINISHED)
+        recorder.wait(PlaybackKind.DRAINED)
+        assert wait_for(lambda: not player.running, timeout=5)
+        assert not player.failed and not recorder.of(PlaybackKind.ERROR)
+    played = read_tap(audio_tap)
+    start = first_nonzero(played)
+    np.testing.assert_array_equal(played[start:start + samples.size], samples)

@@ -43,7 +43,7 @@ class AudioPlayer:
 
     def __init__(self, device: str | int | None = None, blocksize: int = 256,
                  fade_ms: float = 3.0, sample_rate: int = 24_000,
-                 latency: str | float = "low") -> None:
+                 latency: str | float = "low", idle_stop_s: float | None = 5.0) -> None:
         self.sample_rate = sample_rate
         self.stream_rate = sample_rate  # the device's rate, if it refuses ours
         self.blocksize = blocksize
@@ -71,6 +71,14 @@ class AudioPlayer:
         self.last_cut: tuple[float, float, int] | None = None  # (wall, dac time, frame)
         self._stream: Any = None
         self._dispatcher: threading.Thread | None = None
+        # A running stream costs a callback every block (and keeps the sound server awake)
+        # even when it plays zeros: after this long with nothing to play it is stopped, and
+        # the next chunk starts it again (a few milliseconds).
+        self.idle_stop_s = idle_stop_s
+        self._stream_lock = threading.Lock()
+        self._running = False
+        self._pausing = False
+        self._idle_since: float | None = None  # owned by the dispatcher thread
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +105,8 @@ class AudioPlayer:
             except sd.PortAudioError as retry_error:
                 raise NoAudioDevice(f"cannot open the audio output ({retry_error}). "
                                     f"{NO_DEVICE_HELP}") from retry_error
+        self._running = True
+        self._idle_since = time.monotonic()
         self._dispatcher = threading.Thread(target=self._dispatch, name="audio-events",
                                             daemon=True)
         self._dispatcher.start()
@@ -153,6 +163,27 @@ class AudioPlayer:
             chunk = dataclasses.replace(chunk, samples=resample(
                 chunk.samples, self.sample_rate, self.stream_rate))
         self._queue.append(chunk)
+        with self._stream_lock:  # see _pause_if_idle: one of us sees the other's change
+            if not self._running and self._stream is not None:
+                self._stream.start()
+                self._running = True
+
+    @property
+    def running(self) -> bool:
+        """The stream is started (False while paused for being idle)."""
+        return self._running
+
+    def _pause_if_idle(self) -> None:
+        with self._stream_lock:
+            idle = self._current is None and not self._queue and not self._busy
+            if self._running and idle and self._stream is not None:
+                self._pausing = True  # its finished callback is not a lost device
+                try:
+                    self._stream.stop()
+                finally:
+                    self._pausing = False
+                self._running = False
+                log.debug("audio stream paused (idle)")
 
     def cut(self, drop_below_turn: int) -> None:
         """Fade out and drop every chunk of turns older than `drop_below_turn`; chunks of that
@@ -225,7 +256,8 @@ class AudioPlayer:
         self._events.put_nowait(PlaybackEvent.of(kind, chunk, played))
 
     def _on_finished(self) -> None:
-        if self._stream is not None:  # not a close() we asked for: the device went away
+        # Not a close() or an idle pause we asked for: the device went away.
+        if self._stream is not None and not self._pausing:
             self.failed = True
             self._events.put_nowait(PlaybackEvent(
                 PlaybackKind.ERROR, at=time.monotonic(),
@@ -234,7 +266,22 @@ class AudioPlayer:
     # -- events -------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        while (event := self._events.get()) is not None:
+        while True:
+            wait = None  # block: no wake-ups while idle, paused or playing
+            if self._idle_since is not None and self._running and self.idle_stop_s is not None:
+                wait = max(0.0, self._idle_since + self.idle_stop_s - time.monotonic())
+            try:
+                event = self._events.get(timeout=wait)
+            except queue.Empty:
+                self._idle_since = None
+                self._pause_if_idle()
+                continue
+            if event is None:
+                return
+            if event.kind is PlaybackKind.DRAINED:
+                self._idle_since = time.monotonic()
+            elif event.kind is PlaybackKind.STARTED:
+                self._idle_since = None
             for listener in list(self._listeners):
                 try:
                     listener(event)
