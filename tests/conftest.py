@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.harness.desktop import *  # noqa: F403  (the desktop fixtures)
 from tests.harness.services import (
     Processes,
     missing_tools,
@@ -30,6 +31,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("VOICE_AGENT_CACHE_DIR", str(_session_root / "cache"))
 os.environ["VOICE_AGENT_CONFIG_DIR"] = str(_session_root / "config")
 os.environ["VOICE_AGENT_DATA_DIR"] = str(_session_root / "data")
+# The control socket: never reach a developer's own running agent.
+os.environ["VOICE_AGENT_RUNTIME_DIR"] = str(_session_root / "run")
 os.environ["HF_HOME"] = str(_session_root / "hf")
 
 
