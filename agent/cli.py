@@ -71,25 +71,17 @@ def _load_config(path: str | None) -> Config:
 
 
 def _engine(cfg: Config, voice: str | None = None):  # type: ignore[no-untyped-def]
-    from agent.tts import kokoro, models
-    from agent.tts.voices import parse_blend
+    from agent.assistant import load_engine
 
-    wanted = [p.voice for p in parse_blend(voice or cfg.tts.voice)]
-    files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
-                           progress=ProgressBar(),
-                           download_voices=wanted if cfg.tts.auto_download else None)
-    log.debug("Kokoro files: %s", files)
-    return kokoro.load_engine(files, cfg.tts.language)
+    return load_engine(cfg, voice, progress=ProgressBar())
 
 
 def _sink(cfg: Config, device: str | None, out: str | None) -> AudioSink:
     if out:
         return WavFileSink(Path(out))
-    from agent.audio.player import AudioPlayer
+    from agent.assistant import make_player
 
-    spec = device if device is not None else cfg.audio.device
-    return AudioPlayer(device=spec or None, blocksize=cfg.audio.blocksize,
-                       fade_ms=cfg.audio.fade_ms)
+    return make_player(cfg, device)
 
 
 class _Interrupted(Exception):
@@ -158,7 +150,101 @@ def cmd_say(args: argparse.Namespace) -> int:
     if not text.strip():
         log.error("nothing to say: give the text as arguments, or - to read standard input")
         return 2
+    if not (args.out or args.device or args.voice or args.speed) and _send("say", text,
+                                                                           quiet=True):
+        return 0  # the running tray agent speaks it (its voice, its stream)
     return _speak(cfg, args, [("", text, args.voice)])
+
+
+def _send(command: str, text: str = "", quiet: bool = False) -> bool:
+    """Send a command to the running tray agent; False (and a message unless `quiet`) when
+    none is running or it does not answer."""
+    from agent.control import ControlError, ControlRequest, NotRunning, send
+
+    try:
+        reply = send(ControlRequest(command, text))
+    except NotRunning as error:
+        if not quiet:
+            log.error("%s", error)
+        return False
+    except ControlError as error:
+        log.error("%s", error)
+        return False
+    if not reply.ok:
+        log.error("%s", reply.message)
+        return False
+    if command == "status" or not quiet:
+        print(reply.message)
+    return True
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    return 0 if _send(args.command) else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The tray agent (one per user: a second launch opens the first one's overlay)."""
+    from agent.control import ControlError, ControlRequest, InstanceLock, NotRunning, send
+
+    lock = InstanceLock()
+    if not lock.acquire():
+        deadline = time.monotonic() + 5.0  # it may be starting: its socket comes up soon
+        while True:
+            try:
+                send(ControlRequest("show"))
+                print("voice-agent is already running: opened its overlay.")
+                return 0
+            except (NotRunning, ControlError) as error:
+                if time.monotonic() > deadline:
+                    log.error("voice-agent is already running but does not answer (%s)", error)
+                    return 1
+                time.sleep(0.2)
+    try:
+        return _run_desktop(args)
+    finally:
+        lock.release()
+
+
+def _run_desktop(args: argparse.Namespace) -> int:
+    from agent.paths import data_dir
+
+    log_file = data_dir() / "voice-agent.log"
+    _log_to_file(log_file)
+    cfg = _load_config(args.config)
+    try:
+        from agent.desktop.app import DesktopApp, NoDisplay, check_display
+
+        check_display()
+        import tkinter
+
+        try:
+            app = DesktopApp(cfg)
+        except tkinter.TclError as error:
+            raise NoDisplay(f"cannot open the display ({error}); `voice-agent chat` talks "
+                            "in the terminal instead.") from error
+    except NoDisplay as error:
+        log.error("%s", error)
+        if sys.stdin.isatty():
+            try:
+                answer = input("Start `voice-agent chat` here instead? [Y/n] ")
+            except (EOFError, KeyboardInterrupt):
+                return 2
+            if answer.strip().lower() in ("", "y", "yes"):
+                args.no_audio, args.voice, args.speed, args.device = False, None, None, None
+                return cmd_chat(args)
+        return 2
+    log.info("voice-agent is running in the tray (log: %s)", log_file)
+    return app.run()
+
+
+def _log_to_file(path: Path) -> None:
+    """The tray agent has no terminal to speak of: keep its log, bounded, beside the history."""
+    from logging.handlers import RotatingFileHandler
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(path, maxBytes=1_000_000, backupCount=1, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def parse_dialogue(text: str) -> list[tuple[str, str]]:
@@ -380,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug output")
     parser.add_argument("--config", help="config file (default: the user config dir)")
     sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="the tray agent (the default with no command)").set_defaults(
+        func=cmd_run)
+    for name, help_text in (("talk", "open the running agent's overlay to talk"),
+                            ("interrupt", "stop the running agent's reply"),
+                            ("quit", "quit the running agent"),
+                            ("status", "print the running agent's state")):
+        sub.add_parser(name, help=help_text).set_defaults(func=cmd_control)
 
     def speech_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--voice", help="voice or blend, e.g. af_bella or af_bella:0.7,af_sky:0.3")
@@ -431,8 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+        args.command, args.func = "run", cmd_run
     if getattr(args, "speed", None) is not None and not 0.5 <= args.speed <= 2.0:
         parser.error("--speed must be between 0.5 and 2.0")
     started = time.monotonic()

@@ -7,11 +7,14 @@ file, line and key, and the default is used in its place.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from agent import paths
 
@@ -42,6 +45,8 @@ class AudioConfig:
     blocksize: int = 256
     fade_ms: float = 3.0
     interrupt_sound: bool = False
+    # Show replies as text only, without speaking them (the tray's Mute).
+    mute: bool = False
 
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -68,6 +73,8 @@ class LLMConfig:
     timeout_s: float = 30.0
     # "embedded": answer with the embedded model (and say so) when the server is unreachable.
     fallback: str = ""
+    # The tray's LLM menu: true while the embedded model is chosen over the server set here.
+    use_embedded: bool = False
 
 
 @dataclass
@@ -77,6 +84,26 @@ class ConversationConfig:
     # How much history goes to the LLM: the last N turns, and at most this many characters.
     history_turns: int = 10
     history_chars: int = 6000
+
+
+@dataclass
+class HotkeysConfig:
+    # Key combinations in the `keyboard` library's spelling ("ctrl+alt+space").
+    talk: str = "ctrl+alt+space"
+    interrupt: str = "ctrl+alt+x"
+    # "auto" (the first that can run here), "keyboard", "pynput" or "none" (use the desktop's
+    # own shortcut settings to run `voice-agent talk` / `voice-agent interrupt`).
+    backend: str = "auto"
+
+
+@dataclass
+class OverlayConfig:
+    # Seconds of quiet before the overlay hides itself; 0 keeps it open.
+    hide_after_s: float = 20.0
+    # "bottom-right", "bottom-left", "top-right" or "top-left".
+    corner: str = "bottom-right"
+    # Window opacity where the desktop supports it (a compositor on X11).
+    opacity: float = 0.92
 
 
 @dataclass
@@ -92,6 +119,8 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     conversation: ConversationConfig = field(default_factory=ConversationConfig)
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
+    hotkeys: HotkeysConfig = field(default_factory=HotkeysConfig)
+    overlay: OverlayConfig = field(default_factory=OverlayConfig)
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -107,6 +136,13 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("llm", "timeout_s"): (1.0, 600.0),
     ("conversation", "history_turns"): (0, 1000),
     ("conversation", "history_chars"): (0, 1_000_000),
+    ("overlay", "hide_after_s"): (0.0, 86_400.0),
+    ("overlay", "opacity"): (0.2, 1.0),
+}
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("hotkeys", "backend"): ("auto", "keyboard", "pynput", "none"),
+    ("overlay", "corner"): ("bottom-right", "bottom-left", "top-right", "top-left"),
 }
 
 
@@ -163,7 +199,8 @@ def load(path: Path | None = None) -> Config:
         return config
     sections: dict[str, Any] = {
         "tts": config.tts, "audio": config.audio, "llm": config.llm,
-        "conversation": config.conversation, "dialogue": config.dialogue}
+        "conversation": config.conversation, "dialogue": config.dialogue,
+        "hotkeys": config.hotkeys, "overlay": config.overlay}
     for section_name, values in data.items():
         section = sections.get(section_name)
         if section is None or not isinstance(values, dict):
@@ -191,5 +228,74 @@ def load(path: Path | None = None) -> Config:
                     f"{where}: {section_name}.{key} = {value!r} is outside "
                     f"{bounds[0]}..{bounds[1]}; using {default!r}")
                 continue
+            choices = _CHOICES.get((section_name, key))
+            if choices and value not in choices:
+                config.problems.append(
+                    f"{where}: {section_name}.{key} = {value!r} is not one of "
+                    f"{', '.join(choices)}; using {default!r}")
+                continue
             setattr(section, key, value)
     return config
+
+
+def save_setting(path: Path, section: str, key: str, value: bool | int | float | str) -> None:
+    """Set one key in the user's file, keeping every other line (comments included) as it
+    is: the tray's choices are saved this way. The file is replaced atomically, so a crash
+    never leaves half a file."""
+    rendered = tomli_w.dumps({key: value}).strip()
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    current, section_end, replaced = "", None, False
+    for index, line in enumerate(lines):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            if current == section and section_end is None:
+                section_end = index
+            current = header.group(1)
+        elif current == section and re.match(rf"{re.escape(key)}\s*=", stripped):
+            lines[index] = rendered
+            replaced = True
+            break
+    if not replaced:
+        if current == section and section_end is None:
+            section_end = len(lines)
+        if section_end is None:
+            lines += ["", f"[{section}]", rendered] if lines else [f"[{section}]", rendered]
+        else:
+            # After the section's last non-blank line.
+            while section_end > 0 and not lines[section_end - 1].strip():
+                section_end -= 1
+            lines.insert(section_end, rendered)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if path.exists():
+        os.chmod(temporary, path.stat().st_mode & 0o777)
+    os.replace(temporary, path)
+
+
+STARTER = """\
+# voice-agent settings. Every key is optional; a mistake is reported with its line and the
+# default is used instead. All keys, with what they do: config.example.toml in the project.
+
+[tts]
+# voice = "af_bella"
+# speed = 1.0
+
+[llm]
+# backend = "embedded"   # or "openai" (Ollama /v1, llama.cpp, LM Studio, vLLM, OpenAI), "ollama"
+# base_url = "http://127.0.0.1:11434/v1"
+# model = ""
+
+[hotkeys]
+# talk = "ctrl+alt+space"
+# interrupt = "ctrl+alt+x"
+# backend = "auto"
+"""
+
+
+def write_starter(path: Path) -> None:
+    """A first settings file with the common keys commented out, to edit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(STARTER, encoding="utf-8")

@@ -47,6 +47,7 @@ class _Reply:
     clauses: dict[int, str] = field(default_factory=dict)  # seq -> clause, in order
     heard: dict[int, float] = field(default_factory=dict)  # seq -> fraction played
     error: str = ""
+    spoken: bool = True  # False: shown as text only (no speech pipeline, or muted)
 
     def heard_text(self) -> str:
         """The clauses played in full, then the played share of the one cut part way."""
@@ -71,6 +72,8 @@ class Conversation:
         self.system_prompt = system_prompt
         self.bus = bus or EventBus()
         self.state = AgentState.IDLE
+        # Muted: replies are shown, not spoken (takes effect from the next reply).
+        self.mute = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-loop",
                                         daemon=True)
@@ -79,6 +82,7 @@ class Conversation:
         self._reply_task: asyncio.Task[None] | None = None
         self._reply: _Reply | None = None
         self._warm_up: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._turn = 0
         self._done = threading.Condition()
         self._submitted = 0
@@ -160,6 +164,27 @@ class Conversation:
         if self._reply_task is not None and not self._reply_task.done():
             self._reply_task.cancel()
 
+    def set_backend(self, backend: ChatBackend) -> None:
+        """Talk to `backend` from the next reply on; the old one closes once its reply (if
+        any) is over."""
+        self._loop.call_soon_threadsafe(self._swap_backend, backend)
+
+    def _swap_backend(self, backend: ChatBackend) -> None:
+        old, self.backend = self.backend, backend
+        running = self._reply_task
+
+        async def close_old() -> None:
+            if running is not None:
+                await asyncio.wait({running})
+            await old.aclose()
+
+        closing = self._loop.create_task(close_old())
+        self._closing.add(closing)  # the loop keeps only weak references to tasks
+        closing.add_done_callback(self._closing.discard)
+        warm_up = getattr(backend, "warm_up", None)
+        if warm_up is not None:
+            self._warm_up = self._loop.create_task(self._warm(warm_up))
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted input has had its turn."""
         with self._done:
@@ -196,7 +221,8 @@ class Conversation:
         self.history.append(HistoryEntry("user", text))
         messages = [Message("system", self.system_prompt), *self.history.context(
             self.settings.history_turns, self.settings.history_chars)]
-        reply = _Reply(turn, speech.turn if speech is not None else 0)
+        reply = _Reply(turn, speech.turn if speech is not None else 0,
+                       spoken=speech is not None and not self.mute)
         self._reply = reply
         self._set_state(AgentState.THINKING, turn)
         self._reply_task = asyncio.create_task(self._stream_reply(reply, messages))
@@ -207,9 +233,10 @@ class Conversation:
 
     async def _stream_reply(self, reply: _Reply, messages: list[Message]) -> None:
         chunker = ClauseChunker()
-        speech = self.speech
+        backend = self.backend  # a backend chosen meanwhile takes the next reply
+        speech = self.speech if reply.spoken else None
         try:
-            async for delta in self.backend.stream(messages):
+            async for delta in backend.stream(messages):
                 if delta.notice:
                     self.bus.publish(Notice(delta.notice, reply.turn))
                 if delta.text or delta.reasoning:
@@ -231,7 +258,7 @@ class Conversation:
             reply.error = str(error)
 
     def _finish(self, reply: _Reply, interrupted: bool) -> None:
-        heard = reply.text if self.speech is None else reply.heard_text()
+        heard = reply.heard_text() if reply.spoken else reply.text
         if interrupted or reply.error:
             if reply.text:
                 self.history.append(HistoryEntry("assistant", heard, interrupted=True,

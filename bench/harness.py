@@ -23,6 +23,19 @@ def start_audio() -> Path:
     return tap
 
 
+def start_desktop() -> None:
+    """Xvfb, a session bus with dunst, and the trayer tray host, for this process and its
+    children (DISPLAY, DBUS_SESSION_BUS_ADDRESS); stopped at exit."""
+    from tests.harness.desktop import start_session_bus, start_tray_host, start_xvfb
+
+    workdir = Path(tempfile.mkdtemp(prefix="voice-agent-bench-desktop-"))
+    procs = Processes(workdir)
+    atexit.register(procs.stop)
+    start_xvfb(procs)
+    start_session_bus(procs)
+    start_tray_host(procs)
+
+
 def summary(values: list[float], unit: str = "ms", scale: float = 1000.0) -> str:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]

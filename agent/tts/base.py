@@ -62,7 +62,10 @@ class Synthesizer(Protocol):
     """Kokoro behind one narrow interface; the engines differ only in how they run the model."""
 
     sample_rate: int
-    source: str  # "official", "packaged" or "custom": where the model files came from
+
+    @property
+    def source(self) -> str:
+        """"official", "packaged" or "custom": where the model files came from."""
 
     def synthesize(self, text: str, voice: str, speed: float = 1.0,
                    cancel: CancelToken | None = None) -> Samples:

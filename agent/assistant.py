@@ -1,0 +1,240 @@
+"""The core for a long-running front end (the tray agent): one object that loads the models
+in the background, owns the speech pipeline and the conversation, and applies the user's
+choices at once. Headless: the desktop shell drives it and listens to its event bus.
+
+    Assistant.start() -> loader thread: audio stream, Kokoro, speech pipeline, LLM backend,
+                         conversation (input typed meanwhile waits, then goes in order)
+    submit / say / interrupt / set_voice / set_speed / set_mute / set_backend: any thread
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agent.audio.devices import NoAudioDevice
+from agent.audio.events import PlaybackEvent, PlaybackKind
+from agent.config import Config, LLMConfig
+from agent.conversation import Conversation
+from agent.events import AgentState, EventBus, Notice, StateChanged
+from agent.history import History
+from agent.llm import make_backend
+from agent.llm.base import LLMError
+from agent.speech import SpeechPipeline
+
+if TYPE_CHECKING:
+    from agent.audio.player import AudioPlayer
+    from agent.tts.kokoro import KokoroEngine
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+def load_engine(cfg: Config, voice: str | None = None,
+                progress: Progress | None = None) -> KokoroEngine:
+    """Kokoro as the settings ask (official files when cached, else the packaged model);
+    raises ModelFilesError with what to do."""
+    from agent.tts import kokoro, models
+    from agent.tts.voices import parse_blend
+
+    wanted = [part.voice for part in parse_blend(voice or cfg.tts.voice)]
+    files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
+                           progress=progress,
+                           download_voices=wanted if cfg.tts.auto_download else None)
+    log.debug("Kokoro files: %s", files)
+    return kokoro.load_engine(files, cfg.tts.language)
+
+
+def make_player(cfg: Config, device: str | None = None) -> AudioPlayer:
+    from agent.audio.player import AudioPlayer
+
+    spec = device if device is not None else cfg.audio.device
+    return AudioPlayer(device=spec or None, blocksize=cfg.audio.blocksize,
+                       fade_ms=cfg.audio.fade_ms)
+
+
+def llm_settings(cfg: Config, use_server: bool) -> LLMConfig:
+    """The [llm] settings, or the same with the embedded model when `use_server` is off."""
+    if use_server or cfg.llm.backend == "embedded":
+        return cfg.llm
+    from dataclasses import replace
+
+    return replace(cfg.llm, backend="embedded", fallback="")
+
+
+class Assistant:
+    def __init__(self, cfg: Config, bus: EventBus | None = None,
+                 history: History | None = None) -> None:
+        self.cfg = cfg
+        self.bus = bus or EventBus()
+        self.history = history or History()
+        self.ready = threading.Event()  # the loader has finished (well or not)
+        self.conversation: Conversation | None = None
+        self.speech: SpeechPipeline | None = None
+        self.backend_description = ""
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, str]] = []  # ("submit" | "say", text) before ready
+        self._closed = False
+        self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Assistant:
+        self._loader.start()
+        return self
+
+    def _load(self) -> None:
+        speech = None
+        try:
+            speech = self._load_speech()
+        except NoAudioDevice as error:
+            self._notice(f"{error} Replies are shown as text until the device is back.")
+        except Exception as error:  # a model problem: say what, stay usable as text
+            log.exception("speech did not load")
+            self._notice(f"speech is off: {error}")
+        try:
+            backend = make_backend(llm_settings(self.cfg, not self.cfg.llm.use_embedded))
+        except LLMError as error:
+            self._notice(f"{error} Using the embedded model meanwhile.")
+            backend = make_backend(llm_settings(self.cfg, use_server=False))
+        conversation = Conversation(backend, speech, self.history, self.cfg.conversation,
+                                    self.cfg.llm.system_prompt, self.bus)
+        conversation.mute = self.cfg.audio.mute
+        conversation.start()
+        with self._lock:
+            if self._closed:  # quit while loading
+                conversation.close()
+                if speech is not None:
+                    speech.close()
+                return
+            self.speech, self.conversation = speech, conversation
+            self.backend_description = backend.description
+            pending, self._pending = self._pending, []
+        self.ready.set()
+        log.info("ready: %s, %s", backend.description,
+                 "speech on" if speech is not None else "speech off")
+        for kind, text in pending:
+            self._route(kind, text)
+
+    def _load_speech(self) -> SpeechPipeline:
+        player = make_player(self.cfg)
+        player.start()  # the device is checked before the model loads
+        try:
+            engine = load_engine(self.cfg)
+        except Exception:
+            player.close()
+            raise
+        speech = SpeechPipeline(engine, player, voice=self.cfg.tts.voice, speed=self.cfg.tts.speed,
+                                workers=self.cfg.tts.workers, lookahead=self.cfg.tts.lookahead,
+                                interrupt_sound=self.cfg.audio.interrupt_sound)
+        speech.add_listener(self._on_playback)
+        speech.start()
+        speech.warm_up_in_background()
+        return speech
+
+    def close(self) -> None:
+        """Stop every thread and the audio stream; the history is already on disk (each
+        entry is written and synced as it is added)."""
+        with self._lock:
+            self._closed = True
+            conversation, speech = self.conversation, self.speech
+        if conversation is not None:
+            conversation.close(timeout=1.0)
+        if speech is not None:
+            speech.close()
+
+    # -- what the front end uses (any thread) -------------------------------------------------
+
+    @property
+    def state(self) -> AgentState:
+        conversation = self.conversation
+        if conversation is None:
+            return AgentState.IDLE
+        if conversation.state is AgentState.IDLE and self.speech is not None and self.speech.busy:
+            return AgentState.SPEAKING  # `say` text, outside a conversation turn
+        return conversation.state
+
+    def submit(self, text: str) -> None:
+        """The user's words, to the conversation (they wait for the current reply)."""
+        self._route("submit", text)
+
+    def say(self, text: str) -> None:
+        """Speak `text` as it is, without the LLM (the control socket's `say`)."""
+        self._route("say", text)
+
+    def _route(self, kind: str, text: str) -> None:
+        with self._lock:
+            if self.conversation is None:
+                self._pending.append((kind, text))
+                return
+            conversation, speech = self.conversation, self.speech
+        if kind == "submit":
+            conversation.submit(text)
+        elif speech is not None and not conversation.mute:
+            speech.say(text)
+
+    def interrupt(self) -> None:
+        """Cut the speech and cancel the reply; ready for the next question."""
+        conversation, speech = self.conversation, self.speech
+        if conversation is None:
+            return
+        was_saying = conversation.state is AgentState.IDLE and speech is not None and speech.busy
+        conversation.interrupt()
+        if was_saying:  # a reply reports its own interruption; `say` text does not
+            turn = speech.turn if speech is not None else 0
+            self.bus.publish(StateChanged(AgentState.INTERRUPTED, turn))
+            self.bus.publish(StateChanged(AgentState.IDLE, turn))
+
+    def set_voice(self, voice: str) -> None:
+        self.cfg.tts.voice = voice
+        if self.speech is not None:
+            self.speech.voice = self.speech.resolve_voice(voice)
+
+    def set_speed(self, speed: float) -> None:
+        self.cfg.tts.speed = speed
+        if self.speech is not None:
+            self.speech.speed = speed
+
+    def set_mute(self, mute: bool) -> None:
+        self.cfg.audio.mute = mute
+        if self.conversation is not None:
+            self.conversation.mute = mute
+            if mute:
+                self.interrupt()
+
+    def set_backend(self, use_server: bool) -> str:
+        """The embedded model, or the server in [llm]; returns the new backend's description
+        (or raises LLMError saying which setting to fix)."""
+        backend = make_backend(llm_settings(self.cfg, use_server))
+        if self.conversation is not None:
+            self.conversation.set_backend(backend)
+        self.backend_description = backend.description
+        return backend.description
+
+    def voices(self) -> list[str]:
+        """The voices that can speak now (the model's, and official ones when present)."""
+        speech = self.speech
+        if speech is None:
+            return [self.cfg.tts.voice]
+        voices = getattr(speech.synth, "voices", None)
+        if voices is None:
+            return [speech.voice]
+        return [info.name for info in voices() if info.available]
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _notice(self, message: str) -> None:
+        log.warning("%s", message)
+        self.bus.publish(Notice(message, 0))
+
+    def _on_playback(self, event: PlaybackEvent) -> None:
+        conversation = self.conversation
+        if conversation is None or conversation.state is not AgentState.IDLE:
+            return  # a reply in progress: the conversation reports its own states
+        if event.kind is PlaybackKind.STARTED:
+            self.bus.publish(StateChanged(AgentState.SPEAKING, event.turn))
+        elif event.kind is PlaybackKind.DRAINED:
+            self.bus.publish(StateChanged(AgentState.IDLE, event.turn))

@@ -1,0 +1,1 @@
+"""The desktop shell: tray icon, overlay window, global hotkeys. The core never imports it."""

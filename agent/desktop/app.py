@@ -1,0 +1,347 @@
+"""The tray agent: the process `voice-agent` starts with no arguments.
+
+Threads, one owner each:
+- main: the Tk mainloop; it owns the overlay and carries out every command (Mailbox).
+- tray: pystray's loop (`run_detached` into the main loop on macOS).
+- hotkeys and control socket: their listener threads; callbacks only post commands.
+- the core (Assistant): model loader, LLM loop, TTS workers, audio callback; its events reach
+  Tk through the same mailbox.
+Nothing but the main thread touches Tk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import tkinter as tk
+from collections.abc import Callable
+from pathlib import Path
+
+from agent import config as config_module
+from agent import paths
+from agent.assistant import Assistant
+from agent.config import Config
+from agent.control import ControlReply, ControlRequest, ControlServer
+from agent.desktop import commands as cmd
+from agent.desktop.autostart import Autostart
+from agent.desktop.hotkeys import choose_backend, describe, parse_hotkey
+from agent.desktop.overlay import Overlay, OverlayActions
+from agent.desktop.tray import Tray, TrayModel
+from agent.events import AgentState, EventBus, Notice, StateChanged
+from agent.llm.base import LLMError
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_SHOWN_S = 1.0  # the tray shows "interrupted" this long, then the real state
+
+
+class NoDisplay(RuntimeError):
+    pass
+
+
+def check_display() -> None:
+    """Raise NoDisplay with what to do when there is no screen to draw on."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                 or os.environ.get("WAYLAND_DISPLAY")):
+        raise NoDisplay("no display: DISPLAY and WAYLAND_DISPLAY are not set (an SSH session "
+                        "or a server?). The tray agent needs a desktop; `voice-agent chat` "
+                        "talks in the terminal instead.")
+
+
+class Mailbox:
+    """Commands from any thread to the Tk thread, without a polling loop: on POSIX a pipe
+    wakes Tk's event loop (createfilehandler); where Tk cannot watch a pipe (Windows), Tk
+    looks every 50 ms."""
+
+    def __init__(self, root: tk.Tk, handle: Callable[[cmd.Command], None]) -> None:
+        self._root = root
+        self._handle = handle
+        self._queue: queue.SimpleQueue[cmd.Command] = queue.SimpleQueue()
+        self._wake_w = -1
+        if os.name == "posix" and hasattr(root.tk, "createfilehandler"):
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_w, False)
+            root.tk.createfilehandler(self._wake_r, tk.READABLE, self._on_wake)
+        else:
+            root.after(50, self._poll)
+
+    def post(self, command: cmd.Command) -> None:
+        self._queue.put(command)
+        if self._wake_w >= 0:
+            # A full pipe means a wake-up is pending already; a closed one, that we are quitting.
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"\0")
+
+    def _on_wake(self, *_: object) -> None:
+        os.read(self._wake_r, 4096)
+        self.drain()
+
+    def _poll(self) -> None:
+        self.drain()
+        self._root.after(50, self._poll)
+
+    def drain(self) -> None:
+        while True:
+            try:
+                command = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._handle(command)
+            except Exception:  # one bad command must not end the agent
+                log.exception("command %s failed", type(command).__name__)
+
+    def close(self) -> None:
+        if self._wake_w >= 0:
+            self._root.tk.deletefilehandler(self._wake_r)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_w = -1
+
+
+def server_label(cfg: Config) -> str:
+    """The configured server for the LLM menu ("" when only the embedded model is set)."""
+    if cfg.llm.backend == "embedded":
+        return ""
+    where = cfg.llm.base_url or "default URL"
+    return f"{cfg.llm.backend}: {cfg.llm.model or 'default model'} at {where}"
+
+
+class DesktopApp:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.root = tk.Tk(className="voice-agent")
+        self.mailbox = Mailbox(self.root, self.handle)
+        self.bus = EventBus()
+        self.bus.subscribe(lambda event: self.mailbox.post(cmd.FromCore(event)))
+        self.assistant = Assistant(cfg, self.bus)
+        self.overlay = Overlay(self.root, OverlayActions(self.assistant.submit,
+                                                        self.assistant.interrupt), cfg.overlay)
+        self.autostart = Autostart()
+        uses_server = cfg.llm.backend != "embedded" and not cfg.llm.use_embedded
+        self.model = TrayModel(voice=cfg.tts.voice, voices=(cfg.tts.voice,), speed=cfg.tts.speed,
+                               mute=cfg.audio.mute, use_server=uses_server,
+                               server_label=server_label(cfg),
+                               autostart=self.autostart.is_enabled())
+        self.tray = Tray(self.mailbox.post, self.model)
+        self.hotkeys = choose_backend(cfg.hotkeys.backend)
+        self.control = ControlServer(self._on_control)
+        self._latest_state = (AgentState.IDLE, "")
+        self._interrupted_job: str | None = None
+        self._quitting = False
+        self._hotkeys_thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        started = time.monotonic()
+        self.control.start()
+        self.tray.start()
+        self._start_hotkeys()
+        self.assistant.start()
+        threading.Thread(target=self._wait_for_models, name="models-ready", daemon=True).start()
+        self.overlay.set_details(self.model.voice, "loading the models…")
+        self.root.after_idle(lambda: log.info("tray agent up in %.2f s",
+                                              time.monotonic() - started))
+        try:
+            self.root.mainloop()
+        finally:
+            self.mailbox.close()
+        return 0
+
+    def _start_hotkeys(self) -> None:
+        """Validate the [hotkeys] settings, then hook them on a thread of their own (pynput
+        takes ~0.1 s to confirm its hook is live; the tray is up meanwhile)."""
+        choice = self.hotkeys
+        log.info("%s", describe(choice))
+        talk, interrupt = self.cfg.hotkeys.talk, self.cfg.hotkeys.interrupt
+        try:
+            parsed_talk = parse_hotkey(talk, "hotkeys.talk")
+            parsed_interrupt = parse_hotkey(interrupt, "hotkeys.interrupt")
+            if parsed_talk.keyboard_spelling == parsed_interrupt.keyboard_spelling:
+                raise ValueError(f"hotkeys.talk and hotkeys.interrupt are both {talk!r}; "
+                                 "give them different keys")
+        except ValueError as error:
+            self._notice(f"{error}. Hotkeys are off until the settings are fixed "
+                         f"({self.cfg.path or paths.config_file()}).")
+            return
+        bindings = {talk: lambda: self.mailbox.post(cmd.Talk()),
+                    interrupt: lambda: self.mailbox.post(cmd.Interrupt())}
+
+        def start() -> None:
+            try:
+                choice.backend.start(bindings)
+            except Exception as error:
+                log.exception("hotkeys did not start")
+                self.mailbox.post(cmd.FromCore(Notice(f"hotkeys are off: {error}")))
+
+        self._hotkeys_thread = threading.Thread(target=start, name="hotkeys-start",
+                                                daemon=True)
+        self._hotkeys_thread.start()
+
+    def _wait_for_models(self) -> None:
+        self.assistant.ready.wait()
+        self.mailbox.post(cmd.ModelsReady())
+
+    def quit(self) -> None:
+        """Stop every thread, close the audio stream; the history is on disk already."""
+        if self._quitting:
+            return
+        self._quitting = True
+        started = time.monotonic()
+        self.overlay.hide()
+        if self._hotkeys_thread is not None:
+            self._hotkeys_thread.join(1.0)  # stop what has started, not a start in progress
+        self.hotkeys.backend.stop()
+        self.control.stop()
+        self.tray.stop()
+        self.assistant.close()
+        self.root.quit()
+        log.info("quit in %.2f s", time.monotonic() - started)
+
+    # -- commands (Tk thread) ------------------------------------------------------------------
+
+    def handle(self, command: cmd.Command) -> None:
+        match command:
+            case cmd.FromCore(event):
+                if isinstance(event, StateChanged):
+                    self._show_state(event.state, event.message)
+                self.overlay.on_event(event)
+            case cmd.Talk():
+                self.overlay.show(focus=True)
+            case cmd.Show():
+                self.overlay.show(focus=False)
+            case cmd.Interrupt():
+                self.assistant.interrupt()
+            case cmd.Say(text):
+                self.assistant.say(text)
+            case cmd.Quit():
+                self.quit()
+            case cmd.SetVoice(voice):
+                self.assistant.set_voice(voice)
+                self.model.voice = voice
+                self._save("tts", "voice", voice)
+            case cmd.SetSpeed(speed):
+                self.assistant.set_speed(speed)
+                self.model.speed = speed
+                self._save("tts", "speed", speed)
+            case cmd.SetMute(mute):
+                mute = not self.model.mute if mute is None else mute
+                self.assistant.set_mute(mute)
+                self.model.mute = mute
+                self._save("audio", "mute", mute)
+            case cmd.SetBackend(use_server):
+                self._set_backend(use_server)
+            case cmd.SetAutostart(enabled):
+                enabled = not self.model.autostart if enabled is None else enabled
+                self._notice(self.autostart.set(enabled))
+                self.model.autostart = enabled
+            case cmd.OpenSettings():
+                self._open_settings()
+            case cmd.ShowHistory():
+                self.overlay.show_history(self.assistant.history.entries[-20:])
+                self.overlay.show(focus=False)
+            case cmd.ModelsReady():
+                self._on_models_ready()
+        self.tray.refresh_menu()
+        self.overlay.set_details(self.model.voice, self.assistant.backend_description
+                                 or "loading the models…")
+
+    def _show_state(self, state: AgentState, message: str) -> None:
+        """The tray picture follows the state; "interrupted" stays a second so it is seen."""
+        self._latest_state = (state, message)
+        if state is AgentState.INTERRUPTED:
+            if self._interrupted_job is not None:
+                self.root.after_cancel(self._interrupted_job)
+            self._interrupted_job = self.root.after(int(INTERRUPTED_SHOWN_S * 1000),
+                                                    self._end_interrupted)
+        elif self._interrupted_job is not None:
+            return  # shown when the second is over
+        log.info("tray: %s", state.value)
+        self.tray.show_state(state, message)
+
+    def _end_interrupted(self) -> None:
+        self._interrupted_job = None
+        state, message = self._latest_state
+        if state is not AgentState.INTERRUPTED:
+            log.info("tray: %s", state.value)
+            self.tray.show_state(state, message)
+
+    def _on_models_ready(self) -> None:
+        speech = self.assistant.speech
+        if speech is not None:
+            self.model.voice = speech.voice
+        self.model.voices = tuple(self.assistant.voices())
+        log.info("models ready: voice %s, %s", self.model.voice,
+                 self.assistant.backend_description)
+
+    def _set_backend(self, use_server: bool) -> None:
+        try:
+            description = self.assistant.set_backend(use_server)
+        except LLMError as error:
+            self._notice(str(error))
+            return
+        self.model.use_server = use_server
+        self._save("llm", "use_embedded", not use_server)
+        self._notice(f"LLM: {description}")
+
+    def _save(self, section: str, key: str, value: bool | float | str) -> None:
+        path = self.cfg.path or paths.config_file()
+        try:
+            config_module.save_setting(path, section, key, value)
+            log.info("saved %s.%s = %r to %s", section, key, value, path)
+        except OSError as error:
+            self._notice(f"could not save {section}.{key} to {path}: {error}")
+
+    def _notice(self, message: str) -> None:
+        log.info("%s", message)
+        self.overlay.on_event(Notice(message))
+
+    def _open_settings(self) -> None:
+        path = self.cfg.path or paths.config_file()
+        if not path.exists():
+            config_module.write_starter(path)
+        if not open_in_editor(path):
+            self._notice(f"settings: {path} (no program to open it was found)")
+            self.overlay.show(focus=False)
+
+    # -- the control socket (its own thread: post and answer at once) --------------------------
+
+    def _on_control(self, request: ControlRequest) -> ControlReply:
+        simple: dict[str, cmd.Command] = {"show": cmd.Show(), "talk": cmd.Talk(),
+                                          "interrupt": cmd.Interrupt(), "quit": cmd.Quit()}
+        if request.command in simple:
+            self.mailbox.post(simple[request.command])
+            return ControlReply(True, f"{request.command}: sent to the running agent")
+        if request.command == "say":
+            if not request.text.strip():
+                return ControlReply(False, "say: nothing to say")
+            self.mailbox.post(cmd.Say(request.text))
+            return ControlReply(True, "say: speaking in the running agent")
+        if request.command == "status":
+            return ControlReply(True, self.assistant.state.value)
+        return ControlReply(False, f"unknown command {request.command!r}; known: "
+                            + ", ".join([*simple, "say", "status"]))
+
+
+def open_in_editor(path: Path) -> bool:
+    """Open `path` with the desktop's program for it; False if there is none."""
+    try:
+        if sys.platform == "win32":
+            os.startfile(path)  # type: ignore[attr-defined]
+            return True
+        opener = ["open", "-t"] if sys.platform == "darwin" else ["xdg-open"]
+        if not shutil.which(opener[0]):
+            return False
+        subprocess.Popen([*opener, str(path)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True)
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,84 @@
+"""Commands for the app, posted from any thread (tray menu, hotkeys, control socket, the
+core's event bus) and carried out one at a time on the Tk thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.events import AgentEvent
+
+
+@dataclass(frozen=True)
+class Talk:
+    """Open the overlay, focused, to type (later: hold to speak)."""
+
+
+@dataclass(frozen=True)
+class Show:
+    """Open the overlay without taking the focus (a second launch asks this)."""
+
+
+@dataclass(frozen=True)
+class Interrupt:
+    pass
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True)
+class SetVoice:
+    voice: str
+
+
+@dataclass(frozen=True)
+class SetSpeed:
+    speed: float
+
+
+@dataclass(frozen=True)
+class SetMute:
+    mute: bool | None  # None: toggle
+
+
+@dataclass(frozen=True)
+class SetBackend:
+    use_server: bool
+
+
+@dataclass(frozen=True)
+class SetAutostart:
+    enabled: bool | None  # None: toggle
+
+
+@dataclass(frozen=True)
+class OpenSettings:
+    pass
+
+
+@dataclass(frozen=True)
+class ShowHistory:
+    pass
+
+
+@dataclass(frozen=True)
+class FromCore:
+    """An event from the core's bus, to show."""
+
+    event: AgentEvent
+
+
+@dataclass(frozen=True)
+class ModelsReady:
+    """The background loader has finished."""
+
+
+Command = (Talk | Show | Interrupt | Say | Quit | SetVoice | SetSpeed | SetMute | SetBackend
+           | SetAutostart | OpenSettings | ShowHistory | FromCore | ModelsReady)

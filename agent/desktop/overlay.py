@@ -1,0 +1,270 @@
+"""The overlay: a small borderless, always-on-top window near a screen corner with the
+conversation (the reply streams in as it arrives), an input line, a status line and an
+Interrupt button. It lives on the Tk (main) thread; the app calls it only from there.
+
+Escape interrupts while the agent thinks or speaks, otherwise hides the window. After a quiet
+period (overlay.hide_after_s) it hides itself. It takes the keyboard focus only when opened
+to talk, so a reply shown while the user works elsewhere does not steal their typing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tkinter as tk
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.config import OverlayConfig
+from agent.events import (
+    AgentEvent,
+    AgentState,
+    Notice,
+    ReplyDelta,
+    ReplyDone,
+    StateChanged,
+    UserSaid,
+)
+from agent.history import HistoryEntry
+
+TITLE = "voice-agent"
+WIDTH, HEIGHT, MARGIN = 440, 260, 24
+BACKGROUND, FOREGROUND, DIM, ACCENT, ERROR = "#202124", "#e8eaed", "#9aa0a6", "#8ab4f8", "#f28b82"
+FONT = ("DejaVu Sans", 11)
+BUSY = (AgentState.THINKING, AgentState.SPEAKING)
+
+
+@dataclass(frozen=True)
+class OverlayActions:
+    """What the overlay asks of the app (called on the Tk thread)."""
+
+    submit: Callable[[str], None]
+    interrupt: Callable[[], None]
+
+
+def give_x11_focus(window_id: int) -> None:
+    """XSetInputFocus through python-xlib (it comes with pynput on Linux); without it the
+    overlay still opens, and takes keys when the pointer is over it."""
+    try:
+        from Xlib import X
+        from Xlib import display as xdisplay
+    except ImportError:
+        return
+    try:
+        connection = xdisplay.Display()
+    except Exception:  # no X connection (a Wayland session without XWayland rights)
+        return
+    try:
+        window = connection.create_resource_object("window", window_id)
+        window.set_input_focus(X.RevertToParent, X.CurrentTime)
+        connection.sync()
+    finally:
+        connection.close()
+
+
+class Overlay:
+    def __init__(self, root: tk.Tk, actions: OverlayActions, settings: OverlayConfig) -> None:
+        self.root = root
+        self.actions = actions
+        self.settings = settings
+        self.state = AgentState.IDLE
+        self.visible = False
+        self._hide_job: str | None = None
+        self._reply_open = False  # a reply line is being written
+        self._voice = ""
+        self._backend = ""
+        self._build()
+
+    # -- the window ----------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        root = self.root
+        root.title(TITLE)
+        root.withdraw()
+        root.overrideredirect(True)  # borderless: no title bar, the window manager leaves it
+        root.attributes("-topmost", True)
+        root.configure(bg=BACKGROUND)
+        root.update_idletasks()  # X11: -alpha set before the window exists is silently lost
+        with contextlib.suppress(tk.TclError):  # no transparency here: opaque is fine
+            root.attributes("-alpha", self.settings.opacity)
+        self.place()
+
+        header = tk.Frame(root, bg=BACKGROUND)
+        header.pack(fill="x", padx=8, pady=(6, 0))
+        # The button first, so a long status line never pushes it out of the window.
+        self.interrupt_button = tk.Button(
+            header, text="Interrupt", command=self.actions.interrupt, state="disabled",
+            bg=BACKGROUND, fg=FOREGROUND, activebackground="#3c4043", relief="flat",
+            highlightthickness=0, font=FONT)
+        self.interrupt_button.pack(side="right")
+        self.status = tk.Label(header, text="starting…", bg=BACKGROUND, fg=DIM, font=FONT,
+                               anchor="w")
+        self.status.pack(side="left", fill="x", expand=True)
+
+        self.text = tk.Text(root, bg=BACKGROUND, fg=FOREGROUND, font=FONT, wrap="word",
+                            borderwidth=0, highlightthickness=0, height=8, state="disabled")
+        self.text.tag_configure("user", foreground=ACCENT)
+        self.text.tag_configure("reasoning", foreground=DIM)
+        self.text.tag_configure("notice", foreground=DIM)
+        self.text.tag_configure("error", foreground=ERROR)
+        self.text.pack(fill="both", expand=True, padx=8, pady=4)
+
+        self.entry = tk.Entry(root, bg="#303134", fg=FOREGROUND, insertbackground=FOREGROUND,
+                              relief="flat", font=FONT, highlightthickness=0)
+        self.entry.pack(fill="x", padx=8, pady=(0, 8))
+        self.entry.bind("<Return>", self._on_return)
+        for widget in (root, self.entry, self.text):
+            widget.bind("<Escape>", self._on_escape)
+            widget.bind("<Key>", self._on_activity, add="+")
+
+    def place(self) -> None:
+        """Near the configured corner of the screen, clear of a panel."""
+        screen_w, screen_h = self.root.winfo_screenwidth(), self.root.winfo_screenheight()
+        corner = self.settings.corner
+        x = MARGIN if corner.endswith("left") else screen_w - WIDTH - MARGIN
+        y = MARGIN if corner.startswith("top") else screen_h - HEIGHT - MARGIN * 3
+        self.root.geometry(f"{WIDTH}x{HEIGHT}+{x}+{y}")
+
+    # -- showing and hiding --------------------------------------------------------------------
+
+    def show(self, focus: bool = False) -> None:
+        if not self.visible:
+            self.root.deiconify()
+            self.root.attributes("-topmost", True)
+            self.visible = True
+        self.root.lift()
+        if focus:
+            self.root.after(30, self._take_focus)
+        self._restart_hide_timer()
+
+    def _take_focus(self, tries: int = 10) -> None:
+        if not self.root.winfo_viewable():  # not mapped yet: X refuses focus to it
+            if tries:
+                self.root.after(20, self._take_focus, tries - 1)
+            return
+        if self.root.tk.call("tk", "windowingsystem") == "x11":
+            # No window manager gives focus to a borderless (override-redirect) window, and
+            # Tk's `focus -force` does not ask X for it: ask X directly.
+            give_x11_focus(int(self.root.wm_frame(), 16))
+        self.root.after(50, self._focus_entry)
+
+    def _focus_entry(self) -> None:
+        self.root.focus_force()
+        self.entry.focus_set()
+
+    def hide(self) -> None:
+        if self.visible:
+            self.root.withdraw()
+            self.visible = False
+        self._cancel_hide_timer()
+
+    def toggle(self) -> None:
+        if self.visible:
+            self.hide()
+        else:
+            self.show(focus=True)
+
+    def _restart_hide_timer(self) -> None:
+        self._cancel_hide_timer()
+        if self.settings.hide_after_s > 0 and self.visible:
+            self._hide_job = self.root.after(int(self.settings.hide_after_s * 1000),
+                                             self._hide_if_quiet)
+
+    def _cancel_hide_timer(self) -> None:
+        if self._hide_job is not None:
+            self.root.after_cancel(self._hide_job)
+            self._hide_job = None
+
+    def _hide_if_quiet(self) -> None:
+        self._hide_job = None
+        if self.state in BUSY or self.entry.get():
+            self._restart_hide_timer()  # never hide mid-reply or with words half typed
+        else:
+            self.hide()
+
+    # -- user input ----------------------------------------------------------------------------
+
+    def _on_return(self, _event: object) -> str:
+        text = self.entry.get().strip()
+        if text:
+            self.entry.delete(0, "end")
+            self.actions.submit(text)
+        return "break"
+
+    def _on_escape(self, _event: object) -> str:
+        if self.state in BUSY:
+            self.actions.interrupt()
+        else:
+            self.hide()
+        return "break"
+
+    def _on_activity(self, _event: object) -> None:
+        self._restart_hide_timer()
+
+    # -- what the agent says -------------------------------------------------------------------
+
+    def set_details(self, voice: str, backend: str) -> None:
+        # "embedded model X (llama.cpp, …)" -> "embedded model X": the status line is short.
+        self._voice, self._backend = voice, backend.split(" (")[0]
+        self._render_status()
+
+    def _render_status(self, message: str = "") -> None:
+        parts = [message or self.state.value, self._voice, self._backend]
+        self.status.configure(text="  ·  ".join(p for p in parts if p),
+                              fg=ERROR if self.state is AgentState.ERROR else DIM)
+
+    def show_history(self, entries: list[HistoryEntry]) -> None:
+        for entry in entries:
+            if entry.role == "user":
+                self._append(f"You: {entry.content}\n", "user")
+            elif entry.role == "assistant":
+                mark = " [interrupted]" if entry.interrupted else ""
+                self._append(f"{entry.content}{mark}\n")
+
+    def on_event(self, event: AgentEvent) -> None:
+        """An event from the core, already on the Tk thread."""
+        if isinstance(event, StateChanged):
+            self.state = event.state
+            self.interrupt_button.configure(state="normal" if event.state in BUSY
+                                            else "disabled")
+            self._render_status(event.message if event.state is AgentState.ERROR else "")
+            if event.state is AgentState.ERROR:
+                self._end_reply()
+                self._append(f"{event.message}\n", "error")
+                self.show()
+        elif isinstance(event, UserSaid):
+            self._end_reply()
+            self._append(f"You: {event.text}\n", "user")
+        elif isinstance(event, ReplyDelta):
+            self._reply_open = True
+            if event.reasoning:
+                self._append(event.reasoning, "reasoning")
+            if event.text:
+                self._append(event.text)
+            self.show()
+        elif isinstance(event, ReplyDone):
+            if event.interrupted and event.text:
+                self._append(" [interrupted]", "notice")
+            self._end_reply()
+        elif isinstance(event, Notice):
+            self._end_reply()
+            self._append(f"{event.message}\n", "notice")
+        self._restart_hide_timer()
+
+    def _end_reply(self) -> None:
+        if self._reply_open:
+            self._append("\n")
+            self._reply_open = False
+
+    def _append(self, text: str, tag: str = "") -> None:
+        self.text.configure(state="normal")
+        self.text.insert("end", text, tag or ())
+        # Keep the window light during an all-day session: the last 200 lines are plenty.
+        lines = int(self.text.index("end-1c").split(".")[0])
+        if lines > 200:
+            self.text.delete("1.0", f"{lines - 200}.0")
+        self.text.see("end")
+        self.text.configure(state="disabled")
+
+    def transcript(self) -> str:
+        """What the conversation pane shows (for tests and the History view)."""
+        return self.text.get("1.0", "end-1c")

@@ -1,0 +1,352 @@
+"""The tray agent as users run it: `python -m agent` in its own process under Xvfb, with a
+real tray host (trayer), a session bus, dunst, the real Kokoro model, the embedded LLM and
+the real audio stream (ALSA tap). Commands come the ways users give them: typing into the
+overlay, the tray menu, global hotkeys through the real `keyboard` backend (the evdev FIFO)
+and through pynput (xdotool), and `voice-agent ...` from other processes.
+
+The screenshots go to the folder printed at the start (SHOTS, else <repo>/shots).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agent.control import ControlRequest, send
+from agent.desktop.icons import icon_image
+from agent.events import AgentState
+from tests.conftest import read_tap
+from tests.harness.desktop import (
+    EvdevKeyboard,
+    find_windows,
+    screenshot,
+    shots_dir,
+    wait_until,
+    window_geometry,
+    xdotool,
+)
+
+pytestmark = [pytest.mark.audio, pytest.mark.slow]
+
+RATE = 24_000
+LONG_TEXT = ("This is a long announcement so that there is time to cut it. It goes on for a "
+             "while about nothing in particular, and then some more, until somebody stops it.")
+
+
+class AgentProcess:
+    """`python -m agent` with its own config, data and runtime folders; its log lines are
+    collected so a test can wait for one."""
+
+    def __init__(self, home: Path, hotkeys: str, env: dict[str, str]) -> None:
+        self.home = home
+        self.config_file = home / "config" / "config.toml"
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(
+            "# written by the test\n"
+            "[tts]\nvoice = \"jm_kumo\"\n\n"
+            "[llm]\nmax_tokens = 40\n\n"
+            f"[hotkeys]\nbackend = \"{hotkeys}\"\n\n"
+            "[overlay]\nhide_after_s = 0\n", encoding="utf-8")
+        self.env = {**env,
+                    "VOICE_AGENT_CONFIG_DIR": str(home / "config"),
+                    "VOICE_AGENT_DATA_DIR": str(home / "data"),
+                    "VOICE_AGENT_RUNTIME_DIR": str(home / "run"),
+                    "PYSTRAY_BACKEND": "gtk", "PYTHONUNBUFFERED": "1"}
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self.proc = subprocess.Popen([sys.executable, "-m", "agent"], env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, name="agent-log", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        with self._changed:
+            return len(self.lines)
+
+    def wait_for(self, pattern: str, since: int = 0, timeout: float = 30.0) -> re.Match[str]:
+        """The first log line from `since` on that matches; fails with the log if none does."""
+        regex = re.compile(pattern)
+        found: list[re.Match[str]] = []
+
+        def seen() -> bool:
+            found[:] = [m for line in self.lines[since:] if (m := regex.search(line))][:1]
+            return bool(found) or self.proc.poll() is not None
+
+        with self._changed:
+            self._changed.wait_for(seen, timeout)
+        assert found, f"no log line matching {pattern!r}; the log:\n" + "\n".join(self.lines)
+        return found[0]
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """`voice-agent ARGS` from another process, as a desktop shortcut would run it."""
+        return subprocess.run([sys.executable, "-m", "agent", *args], env=self.env,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def send(self, command: str, text: str = "") -> None:
+        previous = os.environ.get("VOICE_AGENT_RUNTIME_DIR")
+        os.environ["VOICE_AGENT_RUNTIME_DIR"] = self.env["VOICE_AGENT_RUNTIME_DIR"]
+        try:
+            assert send(ControlRequest(command, text)).ok
+        finally:
+            if previous is not None:
+                os.environ["VOICE_AGENT_RUNTIME_DIR"] = previous
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def tray_icon() -> str:
+    """The agent's icon window, embedded in trayer at the bottom right."""
+    found = find_windows(".", predicate=lambda g: g.y > 700 and 16 <= g.width <= 40
+                         and g.height >= 16, timeout=10)
+    icons = [w for w in found if "panel" not in xdotool("getwindowname", w)]
+    assert icons, "the tray icon is not embedded in the tray"
+    return icons[-1]
+
+
+def icon_state_on_screen(shot: Path, icon: str) -> AgentState:
+    """Which state's picture the tray shows: the nearest in mean colour over the icon."""
+    geometry = window_geometry(icon)
+    with Image.open(shot) as image:
+        crop = image.convert("RGB").crop((geometry.x, geometry.y, geometry.x + geometry.width,
+                                          geometry.y + geometry.height))
+    seen = np.asarray(crop, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+
+    def distance(state: AgentState) -> float:
+        picture = icon_image(state, 64).convert("RGBA")
+        canvas = Image.new("RGBA", picture.size, (*crop.getpixel((0, 0)), 255))
+        canvas.alpha_composite(picture)
+        expected = np.asarray(canvas.convert("RGB").resize(crop.size), dtype=np.float64)
+        return float(np.abs(expected.reshape(-1, 3).mean(axis=0) - seen).sum())
+
+    return min(AgentState, key=distance)
+
+
+def assert_icon_shows(icon: str, state: AgentState, name: str) -> Path:
+    """Screenshots until the tray shows `state` (the tray host redraws a moment after the
+    agent logs the change), keeping the last one as shots/NAME.png."""
+    shot = shots_dir() / f"{name}.png"
+    seen: list[AgentState] = []
+
+    def shows() -> bool:
+        seen.append(icon_state_on_screen(screenshot(shot), icon))
+        return seen[-1] is state
+
+    assert wait_until(shows, timeout=3, step=0.05), f"the tray showed {seen}, not {state}"
+    return shot
+
+
+def overlay_visible() -> bool:
+    return bool(find_windows("^voice-agent$", visible=True, timeout=0.1))
+
+
+def tap_samples() -> int:
+    path = Path(os.environ["AUDIO_TAP_FILE"])
+    return path.stat().st_size // 4 if path.exists() else 0
+
+
+def assert_cut(before: int, margin_s: float = 0.15) -> None:
+    """There was speech just before `before` (a tap position taken before the interrupt),
+    and nothing but silence from shortly after it on."""
+    tail = Path(os.environ["AUDIO_TAP_FILE"])
+    wait_until(lambda: tap_samples() > before + int(0.6 * RATE), timeout=5)
+    samples = read_tap(tail)
+    assert np.abs(samples[max(0, before - RATE // 2):before]).max() > 0.01, \
+        "nothing was playing before the interrupt"
+    after = samples[before + int(margin_s * RATE):]
+    assert after.size > RATE // 4
+    assert np.abs(after).max() == 0.0, "sound after the interrupt"
+
+
+@pytest.fixture(scope="module")
+def desktop_env(xdisplay: str, session_bus: str, tray_host: str, pulse: Path,
+                evdev_keyboard: EvdevKeyboard, engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The environment every agent process gets: the screen, bus, sound server and tap; the
+    `engine` fixture has assembled the packaged model into the shared cache already."""
+    return dict(os.environ)
+
+
+@pytest.fixture(scope="module")
+def agent(desktop_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+          ) -> Iterator[AgentProcess]:
+    Path(desktop_env["AUDIO_TAP_FILE"]).unlink(missing_ok=True)
+    process = AgentProcess(tmp_path_factory.mktemp("agent"), "keyboard", desktop_env)
+    process.wait_for(r"models ready", timeout=120)
+    yield process
+    process.stop()
+
+
+def test_the_icon_is_in_the_tray_and_shows_idle(agent: AgentProcess) -> None:
+    agent.wait_for(r"hotkeys: using keyboard")
+    icon = tray_icon()
+    assert_icon_shows(icon, AgentState.IDLE, "tray_idle")
+
+
+def test_a_typed_question_streams_into_the_overlay_and_the_icon_follows_the_reply(
+        agent: AgentProcess) -> None:
+    icon = tray_icon()
+    start = agent.mark()
+    agent.send("talk")
+    assert wait_until(overlay_visible, timeout=5), "the overlay did not open"
+    time.sleep(0.3)  # the overlay asks X for the focus 30-80 ms after it maps
+    xdotool("type", "--delay", "20", "Tell me about the moon.")
+    xdotool("key", "Return")
+    agent.wait_for(r"tray: thinking", start)
+    agent.wait_for(r"tray: speaking", start, timeout=60)
+    shot = assert_icon_shows(icon, AgentState.SPEAKING, "tray_speaking_overlay_streaming")
+    # The overlay shows the question and the reply text (light text on the dark window).
+    overlay = find_windows("^voice-agent$", visible=True)[0]
+    g = window_geometry(overlay)
+    with Image.open(shot) as image:
+        pane = np.asarray(image.convert("L").crop((g.x, g.y + 30, g.x + g.width,
+                                                  g.y + g.height - 40)))
+    assert (pane > 150).sum() > 400, "no text in the overlay"
+
+    done = agent.cli("interrupt")  # another process, as a desktop shortcut runs it
+    assert done.returncode == 0, done.stderr
+    before = tap_samples()  # the command is with the agent now (python took ~0.5 s to start)
+    agent.wait_for(r"tray: interrupted", start)
+    assert_icon_shows(icon, AgentState.INTERRUPTED, "tray_interrupted")
+    agent.wait_for(r"tray: idle", start, timeout=5)
+    assert_cut(before)
+    assert_icon_shows(icon, AgentState.IDLE, "tray_idle_after_reply")
+    order = [m.group(1) for line in agent.lines[start:]
+             if (m := re.search(r"tray: (\w+)", line))]
+    assert order[:4] == ["thinking", "speaking", "interrupted", "idle"], order
+
+
+def test_choosing_a_voice_in_the_menu_changes_the_next_speech_and_the_config(
+        agent: AgentProcess, engine) -> None:  # type: ignore[no-untyped-def]
+    icon = tray_icon()
+    start = agent.mark()
+    g = window_geometry(icon)
+    xdotool("mousemove", str(g.x + g.width // 2), str(g.y + g.height // 2), "click", "3")
+    menus = find_windows(".", visible=True, predicate=lambda m: m.height > 100 and m.y > 300)
+    assert menus, "the tray menu did not open"
+    screenshot(shots_dir() / "tray_menu.png")
+    # Keyboard through the GTK menu: Talk, (Interrupt is disabled), Voice -> its submenu.
+    for key in ("Down", "Down", "Right"):
+        xdotool("key", key)
+        time.sleep(0.15)  # GTK opens a submenu on a short timer
+    screenshot(shots_dir() / "tray_menu_voices.png")
+    xdotool("key", "Return")  # the first voice listed: jf_alpha
+    saved = agent.wait_for(r"saved tts.voice = '(\w+)'", start)
+    voice = saved.group(1)
+    assert voice != "jm_kumo"
+    assert f'voice = "{voice}"' in agent.config_file.read_text()
+    assert "# written by the test" in agent.config_file.read_text()  # the rest is kept
+
+    text = "The new voice speaks now."
+    before = tap_samples()
+    agent.send("say", text)
+    agent.wait_for(r"tray: speaking", start, timeout=30)
+    agent.wait_for(r"tray: idle", start, timeout=30)
+    heard = read_tap(Path(os.environ["AUDIO_TAP_FILE"]))[before:]
+
+    def likeness(candidate: str) -> float:
+        """Peak normalised cross-correlation of what played with `candidate` saying it."""
+        reference = engine.synthesize(text, candidate)
+        a = (heard - heard.mean()) / (heard.std() + 1e-9)
+        b = (reference - reference.mean()) / (reference.std() + 1e-9)
+        return float(np.abs(np.correlate(a, b, mode="valid")).max() / b.size)
+
+    assert likeness(voice) > 0.8
+    assert likeness(voice) > likeness("jm_kumo") + 0.2
+
+
+def test_keyboard_hotkeys_open_the_overlay_and_cut_the_speech(
+        agent: AgentProcess, evdev_keyboard: EvdevKeyboard) -> None:
+    k = evdev_keyboard
+    if overlay_visible():
+        agent.send("talk")
+        time.sleep(0.3)
+        xdotool("key", "Escape")  # Escape while idle hides the overlay
+        assert wait_until(lambda: not overlay_visible(), timeout=3)
+    k.tap(k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_SPACE)
+    assert wait_until(overlay_visible, timeout=3), "ctrl+alt+space did not open the overlay"
+    start = agent.mark()
+    agent.send("say", LONG_TEXT)
+    agent.wait_for(r"tray: speaking", start, timeout=30)
+    time.sleep(0.5)  # well into the speech
+    before = tap_samples()
+    k.tap(k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_X)
+    agent.wait_for(r"tray: interrupted", start, timeout=5)
+    assert_cut(before, margin_s=0.25)  # the chord itself takes ~6 paced events
+
+
+def test_a_second_launch_opens_the_first_ones_overlay(agent: AgentProcess) -> None:
+    xdotool("key", "Escape")
+    wait_until(lambda: not overlay_visible(), timeout=3)
+    done = agent.cli()
+    assert done.returncode == 0, done.stderr
+    assert "already running" in done.stdout
+    assert wait_until(overlay_visible, timeout=3)
+
+
+def test_quit_from_another_process_ends_everything_within_a_second(
+        agent: AgentProcess) -> None:
+    done = agent.cli("quit")
+    assert done.returncode == 0, done.stderr
+    assert agent.proc.wait(5) == 0
+    took = float(agent.wait_for(r"quit in ([\d.]+) s").group(1))
+    assert took < 1.0
+    done = agent.cli("interrupt")
+    assert done.returncode != 0 and "not running" in done.stderr
+
+
+def test_pynput_hotkeys_under_x11(desktop_env: dict[str, str],
+                                  tmp_path_factory: pytest.TempPathFactory) -> None:
+    process = AgentProcess(tmp_path_factory.mktemp("agent-pynput"), "pynput", desktop_env)
+    try:
+        process.wait_for(r"models ready", timeout=120)
+        process.wait_for(r"hotkeys: using pynput")
+        assert not overlay_visible()
+        xdotool("key", "ctrl+alt+space")
+        assert wait_until(overlay_visible, timeout=3), "ctrl+alt+space did not open the overlay"
+        start = process.mark()
+        process.send("say", LONG_TEXT)
+        process.wait_for(r"tray: speaking", start, timeout=30)
+        time.sleep(0.5)
+        before = tap_samples()
+        xdotool("key", "ctrl+alt+x")
+        process.wait_for(r"tray: interrupted", start, timeout=5)
+        assert_cut(before)
+        assert process.cli("quit").returncode == 0
+        assert process.proc.wait(5) == 0
+    finally:
+        process.stop()
+
+
+def test_without_a_display_it_says_so_and_points_to_chat(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["VOICE_AGENT_RUNTIME_DIR"] = str(tmp_path / "run")
+    done = subprocess.run([sys.executable, "-m", "agent"], env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "no display" in done.stderr and "voice-agent chat" in done.stderr
