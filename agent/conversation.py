@@ -83,6 +83,7 @@ class Conversation:
         self._reply: _Reply | None = None
         self._warm_up: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self.warmed = threading.Event()  # the backend's warm-up is over (or there is none)
         self._turn = 0
         self._done = threading.Condition()
         self._submitted = 0
@@ -103,12 +104,16 @@ class Conversation:
         warm_up = getattr(self.backend, "warm_up", None)
         if warm_up is not None:  # load the model now, so the first reply is as fast as the tenth
             self._warm_up = asyncio.create_task(self._warm(warm_up))
+        else:
+            self.warmed.set()
 
-    async def _warm(self, warm_up: Callable[[], Awaitable[None]]) -> None:
+    async def _warm(self, warm_up: Callable[[str], Awaitable[None]]) -> None:
         try:
-            await warm_up()
+            await warm_up(self.system_prompt)  # the prompt every reply starts with
         except Exception as error:  # reported again, clearly, by the first real turn
             log.debug("LLM warm-up failed: %s", error)
+        finally:
+            self.warmed.set()
 
     def close(self, timeout: float = 2.0) -> None:
         """Cancel what is running, stop the loop thread, close the backend."""
@@ -232,7 +237,11 @@ class Conversation:
         self._finish(reply, interrupted)
 
     async def _stream_reply(self, reply: _Reply, messages: list[Message]) -> None:
-        chunker = ClauseChunker()
+        # Kokoro takes ~0.6 s for two words and ~1 s for four here: the first chunk is what
+        # the user waits for, so it is short (a clause of 2+ words, else cut after 4); the
+        # second is capped at 10 so it is ready soon after the first ends; then sentences.
+        chunker = ClauseChunker(first_chunk_min_words=2, first_chunk_max_words=4,
+                                second_chunk_max_words=10)
         backend = self.backend  # a backend chosen meanwhile takes the next reply
         speech = self.speech if reply.spoken else None
         try:

@@ -38,9 +38,13 @@ QUESTIONS = ["What is the capital of France?", "How do I boil an egg?",
 
 class Marks:
     def __init__(self) -> None:
+        self.audio = threading.Event()
+        self.reset()
+
+    def reset(self) -> None:
         self.first_text = 0.0
         self.first_audio = 0.0
-        self.audio = threading.Event()
+        self.audio.clear()
 
     def on_agent(self, event: AgentEvent) -> None:
         if isinstance(event, ReplyDelta) and event.text and not self.first_text:
@@ -75,11 +79,16 @@ def spoken_conversation(engine, llm: LLMConfig,  # type: ignore[no-untyped-def]
             speech.close()
 
 
-def streamed(engine, question: str, llm: LLMConfig) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    with spoken_conversation(engine, llm, DEFAULT_SYSTEM_PROMPT) as (conversation, marks):
-        begin = time.monotonic()
-        conversation.submit(question)
-        assert marks.audio.wait(120)
+def streamed(conversation: Conversation, marks: Marks, question: str) -> tuple[float, float]:
+    """One question to a running (warmed-up) conversation, as in the tray agent; the history
+    is cleared first, so every question starts from the same prompt."""
+    conversation.history.clear()
+    marks.reset()
+    begin = time.monotonic()
+    conversation.submit(question)
+    assert marks.audio.wait(120)
+    conversation.interrupt()
+    conversation.wait_idle(30)
     return marks.first_audio - begin, marks.first_audio - marks.first_text
 
 
@@ -147,12 +156,14 @@ def main() -> None:
     llm = LLMConfig(backend="embedded", max_tokens=120, temperature=0.0)
     naive(engine, "Hello.", llm)  # warm the LLM (and its page cache) for both sides
     ours, token_to_audio, baseline = [], [], []
-    for _ in range(args.rounds):
-        for question in QUESTIONS:
-            baseline.append(naive(engine, question, llm))
-            enter, first = streamed(engine, question, llm)
-            ours.append(enter)
-            token_to_audio.append(first)
+    with spoken_conversation(engine, llm, DEFAULT_SYSTEM_PROMPT) as (conversation, marks):
+        assert conversation.warmed.wait(60)
+        for _ in range(args.rounds):
+            for question in QUESTIONS:
+                baseline.append(naive(engine, question, llm))
+                enter, first = streamed(conversation, marks, question)
+                ours.append(enter)
+                token_to_audio.append(first)
     print(f"{len(ours)} questions, median seconds (min-max)")
     print(f"{'':30}{'ours':>18}{'baseline':>18}")
 

@@ -145,7 +145,7 @@ def test_barge_in_interrupts_the_reply_in_progress(tmp_path: Path) -> None:
 
 def test_interrupt_keeps_only_what_was_heard(tmp_path: Path) -> None:
     sink = SlowSink()
-    backend = ScriptedBackend([["One two three four five. ", "Six seven eight nine ten. ",
+    backend = ScriptedBackend([["One two three. ", "Six seven eight nine ten. ",
                                 "Never sent."]])
     backend.hold.clear()
     conversation, speech, events = make(tmp_path, backend, sink)
@@ -158,8 +158,8 @@ def test_interrupt_keeps_only_what_was_heard(tmp_path: Path) -> None:
     speech.close()
     entries = History(tmp_path / "history.jsonl").entries
     assert entries[-1].role == "assistant" and entries[-1].interrupted
-    assert entries[-1].content == "One two three four five."
-    assert entries[-1].full == "One two three four five. "
+    assert entries[-1].content == "One two three."
+    assert entries[-1].full == "One two three. "
     assert events.states()[-2:] == [AgentState.INTERRUPTED, AgentState.IDLE]
     assert backend.cancelled.is_set()
 

@@ -428,3 +428,14 @@ def test_a_long_first_clause_is_cut_after_a_few_words_so_speech_starts_early() -
     # A clause boundary within the limit still wins.
     first = split_for_speech("Sure, here it is. And more words follow here.")[0]
     assert first == "Sure, here it is."
+
+
+def test_a_ramp_caps_the_second_chunk_too_then_sentences_follow() -> None:
+    chunker = ClauseChunker(first_chunk_min_words=2, first_chunk_max_words=4,
+                            second_chunk_max_words=6)
+    text = ("The sky is blue because of a process called scattering that happens in the air "
+            "all day long. The next sentence is spoken whole however long it turns out.")
+    chunks = [*chunker.feed(text), *chunker.flush()]
+    assert chunks == ["The sky is blue", "because of a process called scattering",
+                      "that happens in the air all day long.",
+                      "The next sentence is spoken whole however long it turns out."]

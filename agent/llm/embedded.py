@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import importlib.util
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +84,18 @@ def _shared_model(path: Path) -> _SharedModel:
 _END = object()  # the worker's last queue item
 
 
+def yield_to_speech() -> None:
+    """Run this thread's generation at the lowest priority (Linux nice 19). The model writes
+    text many times faster than it is spoken, while the synthesiser of the first clause is
+    what the user is waiting for: on a busy CPU the synthesiser should win. Lowering one's
+    own priority needs no privilege; where it is not supported this does nothing."""
+    setpriority = getattr(os, "setpriority", None)
+    if setpriority is None or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError):
+        setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 class EmbeddedBackend:
     name = "embedded"
 
@@ -100,16 +114,18 @@ class EmbeddedBackend:
         self.worker: threading.Thread | None = None  # the latest generation's thread
         self._stops: set[threading.Event] = set()
 
-    def load(self) -> None:
-        """Load the model (once per process) and generate one token, so the first real reply
-        starts fast. Blocking: call it from a thread, or use warm_up()."""
+    def load(self, system_prompt: str = "") -> None:
+        """Load the model (once per process) and generate one token after `system_prompt`:
+        llama.cpp keeps the evaluated prompt, so a reply that starts with the same system
+        prompt skips evaluating it again. Blocking: call it from a thread, or use warm_up()."""
         model = self._loaded()
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         with self._model.generate_lock:
-            model.create_chat_completion(messages=[{"role": "user", "content": "Hi"}],
+            model.create_chat_completion(messages=[*messages, {"role": "user", "content": "Hi"}],
                                          max_tokens=1)
 
-    async def warm_up(self) -> None:
-        await asyncio.to_thread(self.load)
+    async def warm_up(self, system_prompt: str = "") -> None:
+        await asyncio.to_thread(self.load, system_prompt)
 
     def _loaded(self) -> Any:
         shared = self._model
@@ -132,6 +148,7 @@ class EmbeddedBackend:
     def _generate(self, messages: list[dict[str, str]], stop: threading.Event,
                   post: Callable[[object], None]) -> None:
         """The worker thread: every item goes to `post`, ending with _END."""
+        yield_to_speech()
         try:
             model = self._loaded()
             with self._model.generate_lock:

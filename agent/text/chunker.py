@@ -93,7 +93,7 @@ class ClauseChunker:
 
     def __init__(
         self, first_chunk_min_words: int = 3, min_chunk_words: int = 6, max_chunk_chars: int = 300,
-        first_chunk_max_words: int = 7,
+        first_chunk_max_words: int = 7, second_chunk_max_words: int = 0,
     ) -> None:
         if min(first_chunk_min_words, min_chunk_words, max_chunk_chars,
                first_chunk_max_words) < 1:
@@ -105,6 +105,11 @@ class ClauseChunker:
         # about as long as the audio lasts here: a first clause with no break in its first
         # few words is cut at a space after that many words instead of waiting for a comma.
         self.first_chunk_max_words = max(first_chunk_max_words, first_chunk_min_words)
+        # 0: the second chunk is a sentence like the rest. Else it is capped the same way,
+        # so that after a short first chunk the next one is ready before the first has been
+        # played (chunk sizes ramp up: short, medium, then whole sentences).
+        self.second_chunk_max_words = (max(second_chunk_max_words, first_chunk_min_words)
+                                       if second_chunk_max_words > 0 else 0)
         self.reset()
 
     # --- public ---------------------------------------------------------------------------
@@ -116,7 +121,7 @@ class ClauseChunker:
         self._base = 0
         self._start = 0  # where the next chunk begins
         self._start_words = 0
-        self._first_done = False
+        self._emitted = 0  # chunks given out since the reply began
         # candidate chunk ends, in position order
         self._bpos: list[int] = []
         self._bkind: list[int] = []
@@ -512,11 +517,18 @@ class ClauseChunker:
             settled = min(settled, max(self._nl_pos, 0))
         return settled
 
+    def _cap(self) -> int:
+        """The most words the next chunk may have before it is cut at a space (0: none)."""
+        if self._emitted == 0:
+            return self.first_chunk_max_words
+        return self.second_chunk_max_words if self._emitted == 1 else 0
+
     def _next_cut(self) -> _Cut | None:
-        if self._first_done:
-            threshold, min_kind = self.min_chunk_words, _Kind.SENTENCE
-        else:
+        cap = self._cap()
+        if cap:
             threshold, min_kind = self.first_chunk_min_words, _Kind.CLAUSE
+        else:
+            threshold, min_kind = self.min_chunk_words, _Kind.SENTENCE
         bpos, count = self._bpos, len(self._bpos)
         i = self._bscan
         while i < count and (
@@ -526,14 +538,13 @@ class ClauseChunker:
         self._bscan = i
         limit = self._start + self.max_chunk_chars
         if i < count and bpos[i] <= limit and (
-                self._first_done
-                or self._bwords[i] - self._start_words <= self.first_chunk_max_words):
+                not cap or self._bwords[i] - self._start_words <= cap):
             return _Cut(bpos[i], self._bwords[i])
         settled = self._settled()
-        if not self._first_done:
+        if cap:
             k = self._si
             while (k < len(self._spos)
-                   and self._swords[k] - self._start_words < self.first_chunk_max_words):
+                   and self._swords[k] - self._start_words < cap):
                 k += 1
             if k < len(self._spos) and self._spos[k] < settled and self._spos[k] <= limit:
                 return _Cut(self._spos[k], self._swords[k])
@@ -580,7 +591,7 @@ class ClauseChunker:
         spoken = speakable_fragment(chunk, at_line_start=self._start == 0)
         if spoken:
             out.append(spoken)
-            self._first_done = True
+            self._emitted += 1
 
     def _advance(self, cut: _Cut) -> None:
         self._start, self._start_words = cut.pos, cut.words
