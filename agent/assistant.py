@@ -22,6 +22,7 @@ from agent.events import AgentState, EventBus, Notice, StateChanged
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import LLMError
+from agent.logs import TurnTimer
 from agent.speech import SpeechPipeline
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class Assistant:
                  history: History | None = None) -> None:
         self.cfg = cfg
         self.bus = bus or EventBus()
+        self.turn_timer = TurnTimer().attach(self.bus)  # each turn's timings, at debug level
         self.history = history or History()
         self.ready = threading.Event()  # the loader has finished (well or not)
         self.conversation: Conversation | None = None
@@ -131,6 +133,7 @@ class Assistant:
                                 workers=self.cfg.tts.workers, lookahead=self.cfg.tts.lookahead,
                                 interrupt_sound=self.cfg.audio.interrupt_sound)
         speech.add_listener(self._on_playback)
+        speech.add_listener(self.turn_timer.on_playback)
         speech.start()
         speech.warm_up_in_background()
         return speech
@@ -178,6 +181,7 @@ class Assistant:
 
     def interrupt(self) -> None:
         """Cut the speech and cancel the reply; ready for the next question."""
+        self.turn_timer.mark_interrupt()
         conversation, speech = self.conversation, self.speech
         if conversation is None:
             return

@@ -11,13 +11,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from agent import __version__
+from agent import __version__, logs
 from agent import config as config_module
 from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, list_devices
 from agent.audio.events import PlaybackEvent, PlaybackKind
 from agent.audio.sinks import AudioSink, WavFileSink
 from agent.config import Config
+from agent.config_cli import add_config_parser
 from agent.conversation import Conversation
+from agent.doctor import add_doctor_parser
 from agent.events import (
     AgentEvent,
     AgentState,
@@ -27,6 +29,7 @@ from agent.events import (
     ReplyDone,
     StateChanged,
 )
+from agent.first_run import first_run_needed, run_first_time
 from agent.history import History, render
 from agent.speech import SpeechPipeline
 from agent.tts.base import SynthesisError
@@ -55,16 +58,9 @@ class ProgressBar:
         self._last = percent
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(message)s" if not verbose else "%(name)s: %(message)s")
-    # Libraries that talk too much for a terminal tool.
-    for name in ("phonemizer", "huggingface_hub", "urllib3", "httpx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def _load_config(path: str | None) -> Config:
     cfg = config_module.load(Path(path) if path else None)
+    logs.add_secret(cfg.llm.api_key)
     for problem in cfg.problems:
         log.warning("config: %s", problem)
     return cfg
@@ -206,10 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_desktop(args: argparse.Namespace) -> int:
-    from agent.paths import data_dir
-
-    log_file = data_dir() / "voice-agent.log"
-    _log_to_file(log_file)
+    log_file = logs.setup_logging(args.verbose, to_file=True)
     cfg = _load_config(args.config)
     try:
         from agent.desktop.app import DesktopApp, NoDisplay, check_display
@@ -235,16 +228,6 @@ def _run_desktop(args: argparse.Namespace) -> int:
         return 2
     log.info("voice-agent is running in the tray (log: %s)", log_file)
     return app.run()
-
-
-def _log_to_file(path: Path) -> None:
-    """The tray agent has no terminal to speak of: keep its log, bounded, beside the history."""
-    from logging.handlers import RotatingFileHandler
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = RotatingFileHandler(path, maxBytes=1_000_000, backupCount=1, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
 
 
 def parse_dialogue(text: str) -> list[tuple[str, str]]:
@@ -330,6 +313,7 @@ def _conversation(cfg: Config, args: argparse.Namespace, view: _TerminalView,
             return None
     bus = EventBus()
     bus.subscribe(view)
+    logs.TurnTimer().attach(bus, speech)
     backend = make_backend(cfg.llm)
     log.debug("LLM: %s", backend.description)
     return Conversation(backend, speech, History(), cfg.conversation, cfg.llm.system_prompt,
@@ -357,6 +341,8 @@ def _wait_for_turns(conversation: Conversation) -> bool:
 
 def cmd_chat(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
+    if first_run_needed():
+        print(run_first_time(cfg, ProgressBar()), file=sys.stderr)
     view = _TerminalView()
     conversation = _conversation(cfg, args, view)
     if conversation is None:
@@ -516,13 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--voice", action="append", help="official voice to download "
                         "(repeatable; default af_bella)")
     models.set_defaults(func=cmd_models)
+    add_doctor_parser(sub)
+    add_config_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    logs.setup_logging(args.verbose)
     if not getattr(args, "func", None):
         args.command, args.func = "run", cmd_run
     if getattr(args, "speed", None) is not None and not 0.5 <= args.speed <= 2.0:

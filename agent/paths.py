@@ -30,6 +30,10 @@ def data_dir() -> Path:
     return _dir("VOICE_AGENT_DATA_DIR", platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
 
+def log_dir() -> Path:
+    return _dir("VOICE_AGENT_LOG_DIR", platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
 def runtime_dir() -> Path:
     """The per-user folder for the instance lock and the control socket, private (0700).
 

@@ -33,6 +33,7 @@ os.environ["VOICE_AGENT_CONFIG_DIR"] = str(_session_root / "config")
 os.environ["VOICE_AGENT_DATA_DIR"] = str(_session_root / "data")
 # The control socket: never reach a developer's own running agent.
 os.environ["VOICE_AGENT_RUNTIME_DIR"] = str(_session_root / "run")
+os.environ["VOICE_AGENT_LOG_DIR"] = str(_session_root / "log")
 os.environ["HF_HOME"] = str(_session_root / "hf")
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 from agent.control import ControlRequest, send
 from agent.desktop.icons import icon_image
 from agent.events import AgentState
+from agent.first_run import MARKER_NAME
 from tests.conftest import read_tap
 from tests.harness.desktop import (
     EvdevKeyboard,
@@ -47,8 +48,12 @@ class AgentProcess:
     """`python -m agent` with its own config, data and runtime folders; its log lines are
     collected so a test can wait for one."""
 
-    def __init__(self, home: Path, hotkeys: str, env: dict[str, str]) -> None:
+    def __init__(self, home: Path, hotkeys: str, env: dict[str, str],
+                 first_run: bool = True) -> None:
         self.home = home
+        if not first_run:  # as if the user had run it before
+            (home / "data").mkdir(parents=True, exist_ok=True)
+            (home / "data" / MARKER_NAME).touch()
         self.config_file = home / "config" / "config.toml"
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
@@ -202,8 +207,17 @@ def agent(desktop_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
     process.stop()
 
 
-def test_the_icon_is_in_the_tray_and_shows_idle(agent: AgentProcess) -> None:
+def test_the_first_run_tells_the_hotkeys_and_where_the_settings_are(
+        agent: AgentProcess) -> None:
     agent.wait_for(r"hotkeys: using keyboard")
+    agent.wait_for(r"(?i)ctrl\+alt\+space")
+    agent.wait_for(re.escape(str(agent.config_file)))
+    assert wait_until(overlay_visible, timeout=5), "the welcome is shown in the overlay"
+    screenshot(shots_dir() / "first_run_overlay.png")
+    assert (agent.home / "data" / MARKER_NAME).exists()
+
+
+def test_the_icon_is_in_the_tray_and_shows_idle(agent: AgentProcess) -> None:
     icon = tray_icon()
     assert_icon_shows(icon, AgentState.IDLE, "tray_idle")
 
@@ -322,7 +336,8 @@ def test_quit_from_another_process_ends_everything_within_a_second(
 
 def test_pynput_hotkeys_under_x11(desktop_env: dict[str, str],
                                   tmp_path_factory: pytest.TempPathFactory) -> None:
-    process = AgentProcess(tmp_path_factory.mktemp("agent-pynput"), "pynput", desktop_env)
+    process = AgentProcess(tmp_path_factory.mktemp("agent-pynput"), "pynput", desktop_env,
+                           first_run=False)
     try:
         process.wait_for(r"models ready", timeout=120)
         process.wait_for(r"hotkeys: using pynput")

@@ -22,12 +22,14 @@ def test_a_menu_choice_replaces_one_line_and_keeps_the_rest(tmp_path: Path) -> N
     config.save_setting(path, "llm", "use_embedded", True)
     config.save_setting(path, "audio", "mute", True)
     text = path.read_text(encoding="utf-8")
-    assert text.startswith("# my settings\n[tts]\nvoice = \"jm_kumo\"\nspeed = 1.0\n")
+    # The replaced line keeps its comment.
+    assert text.startswith("# my settings\n[tts]\nvoice = \"jm_kumo\"  # the usual\n"
+                           "speed = 1.0\n")
     assert "backend = \"openai\"\nuse_embedded = true\n" in text
     assert tomllib.loads(text) == {"tts": {"voice": "jm_kumo", "speed": 1.0},
                                    "llm": {"backend": "openai", "use_embedded": True},
                                    "audio": {"mute": True}}
-    assert path.stat().st_mode & 0o777 == 0o600  # a file holding an API key stays private
+    assert path.stat().st_mode & 0o777 == 0o600  # a private file stays private
     loaded = config.load(path)
     assert not loaded.problems
     assert (loaded.tts.voice, loaded.llm.use_embedded, loaded.audio.mute) == ("jm_kumo", True,

@@ -35,6 +35,7 @@ from agent.desktop.hotkeys import choose_backend, describe, parse_hotkey
 from agent.desktop.overlay import Overlay, OverlayActions
 from agent.desktop.tray import Tray, TrayModel
 from agent.events import AgentState, EventBus, Notice, StateChanged
+from agent.first_run import first_run_needed, run_first_time
 from agent.llm.base import LLMError
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,10 @@ class DesktopApp:
         self.control.start()
         self.tray.start()
         self._start_hotkeys()
-        self.assistant.start()
+        if first_run_needed():
+            threading.Thread(target=self._first_run, name="first-run", daemon=True).start()
+        else:
+            self.assistant.start()
         threading.Thread(target=self._wait_for_models, name="models-ready", daemon=True).start()
         self.overlay.set_details(self.model.voice, "loading the models…")
         self.root.after_idle(lambda: log.info("tray agent up in %.2f s",
@@ -185,6 +189,15 @@ class DesktopApp:
         self._hotkeys_thread = threading.Thread(target=start, name="hotkeys-start",
                                                 daemon=True)
         self._hotkeys_thread.start()
+
+    def _first_run(self) -> None:
+        """Off the Tk thread: the model files are prepared once (~92 MB), then the user is
+        told the hotkeys and where the settings live, and the models load."""
+        text = run_first_time(self.cfg, hotkeys=self.hotkeys)
+        log.info("%s", text)
+        self.mailbox.post(cmd.FromCore(Notice(text)))
+        self.mailbox.post(cmd.Show())
+        self.assistant.start()
 
     def _wait_for_models(self) -> None:
         self.assistant.ready.wait()
@@ -297,6 +310,8 @@ class DesktopApp:
         try:
             config_module.save_setting(path, section, key, value)
             log.info("saved %s.%s = %r to %s", section, key, value, path)
+        except config_module.ConfigError as error:  # says which line to fix first
+            self._notice(str(error))
         except OSError as error:
             self._notice(f"could not save {section}.{key} to {path}: {error}")
 

@@ -1,0 +1,108 @@
+"""The first start: prepare the speech model and tell the user how to use the agent.
+
+`first_run_needed()` is true until `run_first_time()` has prepared the Kokoro files once (a
+marker file in the user data dir records it). `run_first_time()` assembles the packaged model
+into the cache (~92 MB, a few seconds, reported through `progress`) and returns the welcome
+text: the hotkeys (or, where global hotkeys cannot work, the shortcut to bind instead), where
+the settings file and the log are. The tray shows it in the overlay and logs it; the CLI
+prints it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent import __version__, logs, paths
+from agent.config import Config
+
+if TYPE_CHECKING:
+    from agent.desktop.hotkeys import HotkeyChoice
+
+MARKER_NAME = "first-run-done"
+
+Progress = Callable[[str, int, int], None]  # (what, done, total), as the CLI's ProgressBar
+
+
+def marker_path() -> Path:
+    return paths.data_dir() / MARKER_NAME
+
+
+def first_run_needed() -> bool:
+    return not marker_path().exists()
+
+
+def run_first_time(cfg: Config, progress: Progress | None = None,
+                   hotkeys: HotkeyChoice | None = None) -> str:
+    """Prepare the Kokoro files, write the marker, and return the welcome text. `hotkeys`:
+    the backend the caller chose already (it is chosen here otherwise). A model problem does
+    not raise: the text says speech is off and why, and the marker is left unwritten so the
+    next start tries again."""
+    from agent.tts import models
+
+    speech_problem = ""
+    try:
+        models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
+                       progress=progress)
+    except Exception as error:  # ModelFilesError says what to do; report anything else too
+        speech_problem = str(error) or type(error).__name__
+    text = welcome_text(cfg, hotkeys, speech_problem)
+    if not speech_problem:
+        marker = marker_path()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"voice-agent {__version__}\n", encoding="utf-8")
+    return text
+
+
+def welcome_text(cfg: Config, hotkeys: HotkeyChoice | None = None,
+                 speech_problem: str = "") -> str:
+    from agent.desktop.hotkeys import SHORTCUT_HINT, choose_backend, describe
+
+    choice = hotkeys or choose_backend(cfg.hotkeys.backend)
+    talk, interrupt = shown_combo(cfg.hotkeys.talk), shown_combo(cfg.hotkeys.interrupt)
+    lines = ["Welcome to voice-agent."]
+    if choice.backend.name != "none":
+        lines += [f"Talk: {talk} (or Talk in the tray menu) opens the overlay; type, and "
+                  "Enter sends.",
+                  f"Interrupt: {interrupt} (or Escape in the overlay) stops the reply at once.",
+                  f"Hotkeys: {describe(choice).removeprefix('hotkeys: ')}."]
+    else:
+        reasons = [r.removesuffix(f": {SHORTCUT_HINT}") for r in choice.reasons
+                   if r != SHORTCUT_HINT]
+        why = f" ({'; '.join(reasons)})" if reasons else ""
+        command = agent_command()
+        lines += ["Talk: Talk in the tray menu opens the overlay; type, and Enter sends. "
+                  "Interrupt: Escape in the overlay.",
+                  f"No global hotkeys here{why}. Bind these in the desktop's keyboard "
+                  f"shortcut settings instead: `{command} talk` on {talk} and "
+                  f"`{command} interrupt` on {interrupt}.",
+                  "  GNOME: Settings → Keyboard → View and Customize Shortcuts → Custom "
+                  "Shortcuts → +.",
+                  "  KDE Plasma: System Settings → Shortcuts → Add New → Command or Script."]
+    if speech_problem:
+        lines.append(f"Speech is off: {speech_problem} Replies are shown as text.")
+    settings = cfg.path or paths.config_file()
+    opens = "opens it" if settings.exists() else "creates and opens it"
+    lines += [f"Settings: {settings} (the tray's Settings {opens}).",
+              f"Log: {logs.log_file()}.",
+              "Check the setup any time: voice-agent doctor."]
+    return "\n".join(lines)
+
+
+def shown_combo(combo: str) -> str:
+    """"ctrl+alt+space" as people write it: "Ctrl+Alt+Space"."""
+    return "+".join(part.strip().title() for part in combo.split("+"))
+
+
+def agent_command() -> str:
+    """The command a desktop shortcut should run, by its full path (a desktop session's PATH
+    often lacks ~/.local/bin or the venv): this installation's script, else the first on
+    PATH, else this Python running the package."""
+    beside = Path(sys.executable).parent / ("voice-agent.exe" if sys.platform == "win32"
+                                            else "voice-agent")
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("voice-agent") or f"{sys.executable} -m agent"
