@@ -97,6 +97,23 @@ def test_keyboard_fires_once_per_chord_and_not_for_others(
     assert not caplog.records  # the hook logs no keys
 
 
+def test_keyboard_reports_the_release_of_a_held_chord(
+        evdev_keyboard: EvdevKeyboard, started: list[hotkeys.HotkeyBackend]) -> None:
+    pressed, released = Counter(), Counter()
+    backend = KeyboardHotkeys()
+    started.append(backend)
+    backend.start({TALK: hotkeys.Binding(pressed, released)})
+    kb = evdev_keyboard
+    for key in (K.KEY_LEFTCTRL, K.KEY_LEFTALT, K.KEY_SPACE):
+        kb.press(key)
+    assert pressed.reaches(1)
+    assert not released.reaches(1, timeout=0.3)  # held: no release yet
+    for key in (K.KEY_SPACE, K.KEY_LEFTALT, K.KEY_LEFTCTRL):
+        kb.release(key)
+    assert released.reaches(1)
+    assert (pressed.count, released.count) == (1, 1)
+
+
 def test_keyboard_stop_removes_exactly_its_own_hotkeys(
         evdev_keyboard: EvdevKeyboard, started: list[hotkeys.HotkeyBackend]) -> None:
     talk, other = Counter(), Counter()
@@ -178,6 +195,21 @@ def test_pynput_fires_under_xvfb_and_stops_fast(
     assert took < 0.5
     xdotool("key", "ctrl+alt+space", check=True)  # unhooked: nothing to fire
     assert talk.count == 1
+
+
+def test_pynput_reports_the_release_of_a_held_chord(
+        xdisplay: str, started: list[hotkeys.HotkeyBackend]) -> None:
+    pressed, released = Counter(), Counter()
+    backend = PynputHotkeys()
+    started.append(backend)
+    backend.start({TALK: hotkeys.Binding(pressed, released)})
+    xdotool("keydown", "ctrl+alt+space", check=True)
+    assert pressed.reaches(1)
+    assert not released.reaches(1, timeout=0.3)
+    xdotool("keyup", "space", check=True)
+    assert released.reaches(1)
+    xdotool("keyup", "ctrl+alt", check=True)
+    assert (pressed.count, released.count) == (1, 1)
 
 
 def test_pynput_start_stop_cycles(xdisplay: str) -> None:

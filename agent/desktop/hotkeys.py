@@ -23,8 +23,10 @@ callback is logged and swallowed, so it cannot stop the listener.
 
 Privacy: the hooks only match their chords. No key is logged, stored or passed on.
 
-Push-to-talk (later): a binding will also get a callback for the release of its chord
-(`keyboard`'s `trigger_on_release`, pynput's `HotKey.release`); today a chord fires on press.
+Push-to-talk: a binding may be a `Binding` with a second callback for the release of its
+chord (`keyboard`'s `trigger_on_release`; for pynput, the release of any of the chord's keys
+after it fired). Autorepeat may repeat the press while a key is held: callers ignore a press
+that comes before the release.
 """
 
 from __future__ import annotations
@@ -170,14 +172,28 @@ def parse_hotkey(combo: str, setting: str = SETTING) -> Hotkey:
     return Hotkey(ordered, keys[0])
 
 
-def _parse_all(bindings: Mapping[str, Callable[[], None]]) -> dict[Hotkey, Callable[[], None]]:
-    parsed: dict[Hotkey, Callable[[], None]] = {}
-    for combo, callback in bindings.items():
+@dataclass(frozen=True)
+class Binding:
+    """What a chord does when pressed and, for push-to-talk, when released."""
+
+    on_press: Callable[[], None]
+    on_release: Callable[[], None] | None = None
+
+
+Bindings = Mapping[str, "Callable[[], None] | Binding"]
+
+
+def _parse_all(bindings: Bindings) -> dict[Hotkey, Binding]:
+    parsed: dict[Hotkey, Binding] = {}
+    for combo, action in bindings.items():
         hotkey = parse_hotkey(combo)
         if hotkey in parsed:
             raise ValueError(f"{SETTING}: {combo!r} is the same chord as another hotkey "
                              f"({hotkey.keyboard_spelling}); give each its own")
-        parsed[hotkey] = _guarded(hotkey, callback)
+        binding = action if isinstance(action, Binding) else Binding(action)
+        parsed[hotkey] = Binding(
+            _guarded(hotkey, binding.on_press),
+            _guarded(hotkey, binding.on_release) if binding.on_release else None)
     return parsed
 
 
@@ -201,7 +217,7 @@ class HotkeyBackend(Protocol):
 
     name: str
 
-    def start(self, bindings: Mapping[str, Callable[[], None]]) -> None: ...
+    def start(self, bindings: Bindings) -> None: ...
 
     def stop(self) -> None: ...
 
@@ -211,7 +227,7 @@ class NoHotkeys:
 
     name: str = "none"
 
-    def start(self, bindings: Mapping[str, Callable[[], None]]) -> None:
+    def start(self, bindings: Bindings) -> None:
         _parse_all(bindings)  # a bad setting is still reported
 
     def stop(self) -> None:
@@ -225,8 +241,9 @@ class KeyboardHotkeys:
 
     def __init__(self) -> None:
         self._removers: list[Callable[[], None]] = []
+        self._held: set[Hotkey] = set()  # chords pressed and not yet released
 
-    def start(self, bindings: Mapping[str, Callable[[], None]]) -> None:
+    def start(self, bindings: Bindings) -> None:
         if self._removers:
             raise RuntimeError("these hotkeys are already started; stop() them first")
         parsed = _parse_all(bindings)
@@ -239,20 +256,67 @@ class KeyboardHotkeys:
                 raise ValueError(f"{SETTING} = {hotkey.keyboard_spelling!r}: this keyboard "
                                  f"layout has no such key ({error})") from None
         try:
-            for hotkey, callback in parsed.items():
+            for hotkey, binding in parsed.items():
                 # add_hotkey returns a remover for exactly this hook (our callbacks are new
                 # functions, so no one else's hook shares them); stop() calls those only.
-                self._removers.append(keyboard.add_hotkey(hotkey.keyboard_spelling, callback))
+                press = (binding.on_press if binding.on_release is None
+                         else self._remember_press(hotkey, binding))
+                self._removers.append(keyboard.add_hotkey(hotkey.keyboard_spelling, press))
+                if binding.on_release is not None:
+                    self._hook_release(keyboard, hotkey, binding)
         except BaseException:
             self.stop()
             raise
 
+    def _remember_press(self, hotkey: Hotkey, binding: Binding) -> Callable[[], None]:
+        def pressed() -> None:
+            self._held.add(hotkey)
+            binding.on_press()
+
+        return pressed
+
+    def _hook_release(self, keyboard: Any, hotkey: Hotkey, binding: Binding) -> None:
+        """The chord's release: the first of its keys let go after it fired (keyboard's own
+        trigger_on_release does not fire beside a press hook on the same chord). Only these
+        keys are hooked, and only whether the chord is held is kept."""
+        assert binding.on_release is not None
+        on_release = binding.on_release
+
+        def released(_event: Any) -> None:
+            if hotkey in self._held:
+                self._held.discard(hotkey)
+                on_release()
+
+        for name in (*hotkey.modifiers, hotkey.key):
+            self._removers.append(keyboard.on_release_key(name, released))
+
     def stop(self) -> None:
+        self._held.clear()
         removers, self._removers = self._removers, []
         for remove in removers:
             # KeyError: removed already, e.g. by keyboard.unhook_all_hotkeys()
             with contextlib.suppress(KeyError, ValueError):
                 remove()
+
+
+class _PynputChord:
+    """A pynput HotKey that also reports the release of the chord it fired for."""
+
+    def __init__(self, hotkey_class: Any, keys: list[Any], binding: Binding) -> None:
+        self.keys = set(keys)
+        self.binding = binding
+        self.active = False
+        self.hotkey = hotkey_class(keys, self._activated)
+
+    def _activated(self) -> None:
+        self.active = True
+        self.binding.on_press()
+
+    def released(self, key: Any) -> None:
+        if self.active and key in self.keys:
+            self.active = False
+            if self.binding.on_release is not None:
+                self.binding.on_release()
 
 
 class PynputHotkeys:
@@ -278,20 +342,20 @@ class PynputHotkeys:
         """Whether the (last) listener thread still runs."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, bindings: Mapping[str, Callable[[], None]]) -> None:
+    def start(self, bindings: Bindings) -> None:
         if self._listener is not None:
             raise RuntimeError("these hotkeys are already started; stop() them first")
         parsed = _parse_all(bindings)
         from pynput import keyboard as pk
 
-        hotkeys = []
-        for hotkey, callback in parsed.items():
+        chords = []
+        for hotkey, binding in parsed.items():
             try:
                 keys = pk.HotKey.parse(hotkey.pynput_spelling)
             except ValueError:
                 raise ValueError(f"{SETTING} = {hotkey.keyboard_spelling!r}: pynput has no "
                                  f"such key on this system") from None
-            hotkeys.append(pk.HotKey(keys, callback))
+            chords.append(_PynputChord(pk.HotKey, keys, binding))
         seen = self._seen
         seen.clear()
 
@@ -299,13 +363,14 @@ class PynputHotkeys:
         def on_press(key: Any, injected: bool = False) -> None:
             seen.set()
             canonical = listener.canonical(key)
-            for hotkey_ in hotkeys:
-                hotkey_.press(canonical)
+            for chord in chords:
+                chord.hotkey.press(canonical)
 
         def on_release(key: Any, injected: bool = False) -> None:
             canonical = listener.canonical(key)
-            for hotkey_ in hotkeys:
-                hotkey_.release(canonical)
+            for chord in chords:
+                chord.hotkey.release(canonical)
+                chord.released(canonical)
 
         listener = pk.Listener(on_press=on_press, on_release=on_release)
         listener.start()
