@@ -19,6 +19,7 @@ class AgentState(enum.Enum):
     SPEAKING = "speaking"
     INTERRUPTED = "interrupted"
     ERROR = "error"
+    LISTENING = "listening"  # the microphone is open (push-to-talk)
 
 
 @dataclass(frozen=True)

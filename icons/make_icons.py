@@ -38,6 +38,7 @@ BADGE_COLOURS: dict[str, RGBA] = {
     "speaking": (40, 150, 84, 255),  # green
     "interrupted": (236, 90, 28, 255),  # orange, redder than the amber
     "error": (200, 38, 42, 255),  # red
+    "listening": (142, 68, 173, 255),  # purple
 }
 APP_COLOUR: RGBA = BADGE_COLOURS["idle"]
 
@@ -290,12 +291,33 @@ def glyph_error(pen: Pen, metrics: Metrics) -> None:
     pen.rectangle(x0, dot_bottom - width, x0 + width, dot_bottom, WHITE, radius=radius)
 
 
+def glyph_listening(pen: Pen, metrics: Metrics) -> None:
+    """A recording mark: a solid dot inside a ring ("the microphone is open")."""
+    if pen.size == 16:
+        # Pixel art: a ring of whole pixels (straight runs, one-pixel steps at the corners)
+        # round a 4x4 dot.
+        for x0, y0, x1, y1 in ((6, 3, 10, 4), (6, 12, 10, 13), (3, 6, 4, 10), (12, 6, 13, 10),
+                               (4, 4, 6, 5), (4, 5, 5, 6), (10, 4, 12, 5), (11, 5, 12, 6),
+                               (4, 11, 6, 12), (4, 10, 5, 11), (10, 11, 12, 12),
+                               (11, 10, 12, 11)):
+            pen.rectangle(x0, y0, x1, y1, WHITE)
+        pen.rectangle(6, 6, 10, 10, WHITE)
+        return
+    centre = pen.size / 2
+    ring = metrics.thin
+    outer = whole(5 * pen.size / 16)
+    pen.arc(centre, centre, outer - ring / 2, 0, 360, ring, WHITE)
+    dot = even(4.5 * pen.size / 16)
+    pen.ellipse(centre - dot / 2, centre - dot / 2, centre + dot / 2, centre + dot / 2, WHITE)
+
+
 GLYPHS: dict[str, Glyph] = {
     "idle": glyph_idle,
     "thinking": glyph_thinking,
     "speaking": glyph_speaking,
     "interrupted": glyph_interrupted,
     "error": glyph_error,
+    "listening": glyph_listening,
 }
 STATES = tuple(GLYPHS)
 

@@ -26,6 +26,7 @@ TOOLTIPS = {
     AgentState.SPEAKING: "voice-agent: speaking",
     AgentState.INTERRUPTED: "voice-agent: interrupted",
     AgentState.ERROR: "voice-agent: error",
+    AgentState.LISTENING: "voice-agent: listening…",
 }
 
 
