@@ -19,6 +19,7 @@ from agent.audio.sinks import AudioSink, WavFileSink
 from agent.config import Config
 from agent.config_cli import add_config_parser
 from agent.conversation import Conversation
+from agent.desktop.autostart import add_autostart_parser
 from agent.doctor import add_doctor_parser
 from agent.events import (
     AgentEvent,
@@ -504,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
     add_doctor_parser(sub)
     add_config_parser(sub)
+    add_autostart_parser(sub)
     return parser
 
 
