@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.audio.devices import NoAudioDevice
 from agent.audio.events import PlaybackEvent, PlaybackKind
@@ -27,6 +27,7 @@ from agent.speech import SpeechPipeline
 
 if TYPE_CHECKING:
     from agent.audio.player import AudioPlayer
+    from agent.listen import Recorder, Transcriber
     from agent.tts.kokoro import KokoroEngine
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ class Assistant:
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str]] = []  # ("submit" | "say", text) before ready
         self._closed = False
+        # Speech input: made on first use (Whisper loads in ~0.3 s, while the user speaks).
+        self._recorder: Recorder | None = None
+        self._transcriber: Transcriber | None = None
+        self._stt_loader: threading.Thread | None = None
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -144,6 +149,8 @@ class Assistant:
         with self._lock:
             self._closed = True
             conversation, speech = self.conversation, self.speech
+        if self._recorder is not None:
+            self._recorder.cancel()
         if conversation is not None:
             conversation.close(timeout=1.0)
         if speech is not None:
@@ -153,6 +160,8 @@ class Assistant:
 
     @property
     def state(self) -> AgentState:
+        if self.listening:
+            return AgentState.LISTENING
         conversation = self.conversation
         if conversation is None:
             return AgentState.IDLE
@@ -227,6 +236,87 @@ class Assistant:
         if voices is None:
             return [speech.voice]
         return [info.name for info in voices() if info.available]
+
+    # -- speech input (push-to-talk) ------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        return self._recorder is not None and self._recorder.recording
+
+    @property
+    def listen_level(self) -> float:
+        """The microphone's level in dBFS (for a meter), while listening."""
+        return self._recorder.level if self._recorder is not None else -90.0
+
+    def start_listening(self) -> bool:
+        """Open the microphone (cutting the reply being spoken: barge-in by voice); False,
+        with a notice saying why, when it cannot."""
+        from agent.listen import NoInputDevice, Recorder, SilenceStop
+
+        if self.listening:
+            return True
+        if self.state in (AgentState.THINKING, AgentState.SPEAKING):
+            self.interrupt()
+        if self._recorder is None:
+            stt = self.cfg.stt
+            silence = SilenceStop(silence_s=stt.vad_silence_s) if stt.mode == "toggle" else None
+            self._recorder = Recorder(device=stt.input_device or None, silence_stop=silence,
+                                      on_end=lambda _reason: self.stop_listening())
+        self._load_transcriber_in_background()
+        try:
+            self._recorder.start()
+        except NoInputDevice as error:
+            self._notice(str(error))
+            return False
+        self.bus.publish(StateChanged(AgentState.LISTENING, 0))
+        return True
+
+    def stop_listening(self) -> None:
+        """Close the microphone and send what was said (transcribed off this thread)."""
+        recorder = self._recorder
+        if recorder is None or not recorder.recording:
+            return
+        samples, rate = recorder.stop(), recorder.sample_rate
+        self.bus.publish(StateChanged(AgentState.THINKING, 0))
+        threading.Thread(target=self._transcribe_and_submit, args=(samples, rate),
+                         name="stt", daemon=True).start()
+
+    def _load_transcriber_in_background(self) -> None:
+        if self._stt_loader is not None:
+            return
+        from agent.listen import Transcriber
+
+        stt = self.cfg.stt
+        self._transcriber = Transcriber(model=stt.model, language=stt.language)
+
+        def load() -> None:
+            assert self._transcriber is not None
+            try:
+                self._transcriber.load()
+            except Exception as error:  # reported when the words are to be transcribed
+                log.warning("speech recognition did not load: %s", error)
+                return
+            if self._transcriber.notice:
+                self._notice(self._transcriber.notice)
+
+        self._stt_loader = threading.Thread(target=load, name="stt-loader", daemon=True)
+        self._stt_loader.start()
+
+    def _transcribe_and_submit(self, samples: Any, rate: int) -> None:
+        assert self._stt_loader is not None and self._transcriber is not None
+        self._stt_loader.join()
+        try:
+            text = self._transcriber.transcribe(samples, rate).strip()
+        except Exception as error:
+            log.exception("transcription failed")
+            self.bus.publish(StateChanged(AgentState.ERROR, 0, f"could not transcribe: {error}"))
+            return
+        log.debug("heard %.1f s: %r", samples.size / rate, text)
+        if text:
+            self.submit(text)
+        else:
+            self._notice("I heard nothing; hold the talk key while you speak.")
+            self.bus.publish(StateChanged(AgentState.IDLE, 0))
 
     # -- internals -----------------------------------------------------------------------------
 

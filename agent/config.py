@@ -152,6 +152,24 @@ class OverlayConfig:
 
 
 @dataclass
+class STTConfig:
+    # Speech input (push-to-talk). "base" and "tiny.en" ship in packages (offline); any other
+    # faster-whisper model name ("small.en", "distil-small.en") is downloaded when possible.
+    model: str = "base"
+    # "en", another Whisper language code, or "auto" (multilingual models only).
+    language: str = "en"
+    # "hold": hold the talk hotkey to speak, release to send (a tap opens the overlay).
+    # "toggle": press to start, press again (or pause for vad_silence_s) to send.
+    mode: str = "hold"
+    # A press held longer than this is push-to-talk; shorter is a tap.
+    hold_threshold_s: float = 0.3
+    # Toggle mode: stop after this much quiet following speech.
+    vad_silence_s: float = 1.0
+    # Input device by name (any part of it) or index; "" is the system default.
+    input_device: str = ""
+
+
+@dataclass
 class DialogueConfig:
     # Speaker name -> voice, for `voice-agent dialogue`.
     voices: dict[str, str] = field(default_factory=dict)
@@ -166,6 +184,7 @@ class Config:
     dialogue: DialogueConfig = field(default_factory=DialogueConfig)
     hotkeys: HotkeysConfig = field(default_factory=HotkeysConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
+    stt: STTConfig = field(default_factory=STTConfig)
     path: Path | None = None
     # The file's mistakes, in file order; each bad key kept its default.
     issues: list[Problem] = field(default_factory=list)
@@ -183,7 +202,7 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {
     "tts": TTSConfig, "audio": AudioConfig, "llm": LLMConfig,
     "conversation": ConversationConfig, "dialogue": DialogueConfig,
-    "hotkeys": HotkeysConfig, "overlay": OverlayConfig,
+    "hotkeys": HotkeysConfig, "overlay": OverlayConfig, "stt": STTConfig,
 }
 # Every section's keys with their defaults.
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -206,6 +225,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "conversation.history_chars": (0, 1_000_000),
     "overlay.hide_after_s": (0.0, 86_400.0),
     "overlay.opacity": (0.2, 1.0),
+    "stt.hold_threshold_s": (0.1, 2.0),
+    "stt.vad_silence_s": (0.3, 10.0),
 }
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -214,6 +235,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "llm.fallback": ("", "embedded", "none"),
     "hotkeys.backend": ("auto", "keyboard", "pynput", "none"),
     "overlay.corner": ("bottom-right", "bottom-left", "top-right", "top-left"),
+    "stt.mode": ("hold", "toggle"),
 }
 
 _TYPE_NAMES: dict[type, str] = {bool: "a boolean", int: "an integer", float: "a float",

@@ -41,7 +41,7 @@ from agent.paths import runtime_dir
 log = logging.getLogger(__name__)
 
 # What the app answers to; the server passes any command through and the handler decides.
-COMMANDS = ("show", "talk", "interrupt", "say", "quit", "status")
+COMMANDS = ("show", "talk", "listen", "interrupt", "say", "quit", "status")
 
 LOCK_NAME = "agent.lock"
 SOCKET_NAME = "control.sock"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-QUICK_COMMANDS = ("talk", "interrupt", "quit", "status")
+QUICK_COMMANDS = ("talk", "listen", "interrupt", "quit", "status")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -17,11 +17,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             reply = send(ControlRequest(args[0]))
-        except (NotRunning, ControlError) as error:
+        except NotRunning as error:
+            if args[0] != "listen":
+                print(error, file=sys.stderr)
+                return 1
+            reply = None  # no agent: listen here, in the terminal (agent.cli)
+        except ControlError as error:
             print(error, file=sys.stderr)
             return 1
-        print(reply.message, file=sys.stdout if reply.ok else sys.stderr)
-        return 0 if reply.ok else 1
+        if reply is not None:
+            print(reply.message, file=sys.stdout if reply.ok else sys.stderr)
+            return 0 if reply.ok else 1
     from agent.cli import main as full_main
 
     return full_main(args)

@@ -31,7 +31,7 @@ from agent.config import Config
 from agent.control import ControlReply, ControlRequest, ControlServer
 from agent.desktop import commands as cmd
 from agent.desktop.autostart import Autostart
-from agent.desktop.hotkeys import choose_backend, describe, parse_hotkey
+from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotkey
 from agent.desktop.overlay import Overlay, OverlayActions
 from agent.desktop.tray import Tray, TrayModel
 from agent.events import AgentState, EventBus, Notice, StateChanged
@@ -123,8 +123,9 @@ class DesktopApp:
         self.bus = EventBus()
         self.bus.subscribe(lambda event: self.mailbox.post(cmd.FromCore(event)))
         self.assistant = Assistant(cfg, self.bus)
-        self.overlay = Overlay(self.root, OverlayActions(self.assistant.submit,
-                                                        self.assistant.interrupt), cfg.overlay)
+        self.overlay = Overlay(self.root, OverlayActions(
+            self.assistant.submit, self.assistant.interrupt,
+            lambda: self.assistant.listen_level), cfg.overlay)
         self.autostart = Autostart()
         uses_server = cfg.llm.backend != "embedded" and not cfg.llm.use_embedded
         self.model = TrayModel(voice=cfg.tts.voice, voices=(cfg.tts.voice,), speed=cfg.tts.speed,
@@ -138,6 +139,10 @@ class DesktopApp:
         self._interrupted_job: str | None = None
         self._quitting = False
         self._hotkeys_thread: threading.Thread | None = None
+        # Push-to-talk: the talk key is down; a hold becomes listening after a threshold.
+        self._talk_down = False
+        self._hold_job: str | None = None
+        self._listening_by_hold = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -176,8 +181,10 @@ class DesktopApp:
             self._notice(f"{error}. Hotkeys are off until the settings are fixed "
                          f"({self.cfg.path or paths.config_file()}).")
             return
-        bindings = {talk: lambda: self.mailbox.post(cmd.Talk()),
-                    interrupt: lambda: self.mailbox.post(cmd.Interrupt())}
+        bindings: dict[str, Callable[[], None] | Binding] = {
+            talk: Binding(lambda: self.mailbox.post(cmd.TalkPressed()),
+                          lambda: self.mailbox.post(cmd.TalkReleased())),
+            interrupt: lambda: self.mailbox.post(cmd.Interrupt())}
 
         def start() -> None:
             try:
@@ -229,6 +236,12 @@ class DesktopApp:
                 self.overlay.on_event(event)
             case cmd.Talk():
                 self.overlay.show(focus=True)
+            case cmd.TalkPressed():
+                self._talk_pressed()
+            case cmd.TalkReleased():
+                self._talk_released()
+            case cmd.Listen():
+                self._toggle_listening()
             case cmd.Show():
                 self.overlay.show(focus=False)
             case cmd.Interrupt():
@@ -266,6 +279,42 @@ class DesktopApp:
         self.tray.refresh_menu()
         self.overlay.set_details(self.model.voice, self.assistant.backend_description
                                  or "loading the models…")
+
+    # -- push-to-talk ----------------------------------------------------------------------------
+
+    def _talk_pressed(self) -> None:
+        if self._talk_down:
+            return  # key repeat while held
+        self._talk_down = True
+        if self.assistant.state in (AgentState.THINKING, AgentState.SPEAKING):
+            self.assistant.interrupt()  # barge-in: the usual interrupt path
+        if self.cfg.stt.mode == "toggle":
+            self._toggle_listening()
+            return
+        self._hold_job = self.root.after(int(self.cfg.stt.hold_threshold_s * 1000),
+                                         self._begin_hold)
+
+    def _begin_hold(self) -> None:
+        self._hold_job = None
+        if self._talk_down and self.assistant.start_listening():
+            self._listening_by_hold = True
+            self.overlay.show(focus=False)
+
+    def _talk_released(self) -> None:
+        self._talk_down = False
+        if self._hold_job is not None:  # a tap: type in the overlay
+            self.root.after_cancel(self._hold_job)
+            self._hold_job = None
+            self.overlay.show(focus=True)
+        elif self._listening_by_hold:
+            self._listening_by_hold = False
+            self.assistant.stop_listening()
+
+    def _toggle_listening(self) -> None:
+        if self.assistant.listening:
+            self.assistant.stop_listening()
+        elif self.assistant.start_listening():
+            self.overlay.show(focus=False)
 
     def _show_state(self, state: AgentState, message: str) -> None:
         """The tray picture follows the state; "interrupted" stays a second so it is seen."""
@@ -331,6 +380,7 @@ class DesktopApp:
 
     def _on_control(self, request: ControlRequest) -> ControlReply:
         simple: dict[str, cmd.Command] = {"show": cmd.Show(), "talk": cmd.Talk(),
+                                          "listen": cmd.Listen(),
                                           "interrupt": cmd.Interrupt(), "quit": cmd.Quit()}
         if request.command in simple:
             self.mailbox.post(simple[request.command])

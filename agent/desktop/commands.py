@@ -14,6 +14,21 @@ class Talk:
 
 
 @dataclass(frozen=True)
+class TalkPressed:
+    """The talk hotkey went down: a tap opens the overlay, a hold is push-to-talk."""
+
+
+@dataclass(frozen=True)
+class TalkReleased:
+    pass
+
+
+@dataclass(frozen=True)
+class Listen:
+    """Start listening, or stop and send (toggle): `voice-agent listen`."""
+
+
+@dataclass(frozen=True)
 class Show:
     """Open the overlay without taking the focus (a second launch asks this)."""
 
@@ -80,5 +95,6 @@ class ModelsReady:
     """The background loader has finished."""
 
 
-Command = (Talk | Show | Interrupt | Say | Quit | SetVoice | SetSpeed | SetMute | SetBackend
-           | SetAutostart | OpenSettings | ShowHistory | FromCore | ModelsReady)
+Command = (Talk | TalkPressed | TalkReleased | Listen | Show | Interrupt | Say | Quit
+           | SetVoice | SetSpeed | SetMute | SetBackend | SetAutostart | OpenSettings
+           | ShowHistory | FromCore | ModelsReady)

@@ -39,6 +39,7 @@ class OverlayActions:
 
     submit: Callable[[str], None]
     interrupt: Callable[[], None]
+    level: Callable[[], float] = lambda: -90.0  # the microphone, dBFS, while listening
 
 
 def give_x11_focus(window_id: int) -> None:
@@ -99,6 +100,10 @@ class Overlay:
         self.status = tk.Label(header, text="starting…", bg=BACKGROUND, fg=DIM, font=FONT,
                                anchor="w")
         self.status.pack(side="left", fill="x", expand=True)
+
+        # The microphone's level while listening (drawn only then).
+        self.meter = tk.Canvas(root, height=6, bg=BACKGROUND, highlightthickness=0)
+        self._meter_job: str | None = None
 
         self.text = tk.Text(root, bg=BACKGROUND, fg=FOREGROUND, font=FONT, wrap="word",
                             borderwidth=0, highlightthickness=0, height=8, state="disabled")
@@ -212,6 +217,23 @@ class Overlay:
         self.status.configure(text="  ·  ".join(p for p in parts if p),
                               fg=ERROR if self.state is AgentState.ERROR else DIM)
 
+    def _show_meter(self, on: bool) -> None:
+        if on and self._meter_job is None:
+            self.meter.pack(fill="x", padx=8, after=self.status.master)
+            self._draw_meter()
+        elif not on and self._meter_job is not None:
+            self.root.after_cancel(self._meter_job)
+            self._meter_job = None
+            self.meter.pack_forget()
+
+    def _draw_meter(self) -> None:
+        """20 times a second, only while listening."""
+        level = max(0.0, min(1.0, (self.actions.level() + 60.0) / 60.0))  # -60..0 dBFS
+        width = self.meter.winfo_width()
+        self.meter.delete("all")
+        self.meter.create_rectangle(0, 0, int(width * level), 6, fill=ACCENT, width=0)
+        self._meter_job = self.root.after(50, self._draw_meter)
+
     def show_history(self, entries: list[HistoryEntry]) -> None:
         for entry in entries:
             if entry.role == "user":
@@ -224,6 +246,7 @@ class Overlay:
         """An event from the core, already on the Tk thread."""
         if isinstance(event, StateChanged):
             self.state = event.state
+            self._show_meter(event.state is AgentState.LISTENING)
             self.interrupt_button.configure(state="normal" if event.state in BUSY
                                             else "disabled")
             self._render_status(event.message if event.state is AgentState.ERROR else "")
