@@ -32,6 +32,7 @@ from agent.events import (
 )
 from agent.first_run import first_run_needed, run_first_time
 from agent.history import History, render
+from agent.listen import add_listen_parsers
 from agent.speech import SpeechPipeline
 from agent.tts.base import SynthesisError
 from agent.tts.models import ModelFilesError
@@ -506,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor_parser(sub)
     add_config_parser(sub)
     add_autostart_parser(sub)
+    add_listen_parsers(sub)
     return parser
 
 
