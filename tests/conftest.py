@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.harness.desktop import *  # noqa: F403  (the desktop fixtures)
+from tests.harness.microphone import virtual_mic  # noqa: F401  (a fixture)
 from tests.harness.services import (
     Processes,
     missing_tools,

@@ -9,6 +9,7 @@ The screenshots go to the folder printed at the start (SHOTS, else <repo>/shots)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -36,6 +37,7 @@ from tests.harness.desktop import (
     window_geometry,
     xdotool,
 )
+from tests.harness.microphone import VirtualMicrophone
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
@@ -312,6 +314,54 @@ def test_keyboard_hotkeys_open_the_overlay_and_cut_the_speech(
     k.tap(k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_X)
     agent.wait_for(r"tray: interrupted", start, timeout=5)
     assert_cut(before, margin_s=0.25)  # the chord itself takes ~6 paced events
+
+
+def history_entries(agent: AgentProcess) -> list[dict[str, object]]:
+    path = agent.home / "data" / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_holding_the_talk_key_asks_by_voice_and_holding_it_again_cuts_the_answer(
+        agent: AgentProcess, evdev_keyboard: EvdevKeyboard, virtual_mic: VirtualMicrophone,
+        engine) -> None:  # type: ignore[no-untyped-def]
+    k = evdev_keyboard
+    talk = (k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_SPACE)
+    question = "What is the capital of France?"
+    clip = engine.synthesize(question, "jm_kumo")
+    asked_before = len(history_entries(agent))
+    start = agent.mark()
+    for key in talk:
+        k.press(key)
+    agent.wait_for(r"tray: listening", start, timeout=5)  # held past the tap threshold
+    virtual_mic.say(clip, RATE)
+    assert virtual_mic.wait_until_said(30)
+    time.sleep(0.4)  # what was fed plays into the microphone within ~0.1 s
+    for key in reversed(talk):
+        k.release(key)
+    assert wait_until(lambda: len(history_entries(agent)) > asked_before, timeout=30)
+    said = history_entries(agent)[asked_before]
+    assert said["role"] == "user"
+    assert words(str(said["content"])) == words(question), said
+    agent.wait_for(r"tray: speaking", start, timeout=60)  # the answer is spoken
+    screenshot(shots_dir() / "push_to_talk_answer.png")
+
+    time.sleep(0.5)
+    before, again = tap_samples(), agent.mark()
+    for key in talk:  # barge in: the press cuts the answer, the hold listens again
+        k.press(key)
+    agent.wait_for(r"tray: interrupted", again, timeout=5)
+    agent.wait_for(r"tray: listening", again, timeout=5)
+    for key in reversed(talk):
+        k.release(key)
+    assert_cut(before, margin_s=0.25)
+    agent.wait_for(r"I heard nothing", again, timeout=30)  # nothing was said this time
+    agent.wait_for(r"tray: idle", again, timeout=10)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
 
 
 def test_a_second_launch_opens_the_first_ones_overlay(agent: AgentProcess) -> None:
