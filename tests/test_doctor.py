@@ -72,6 +72,9 @@ def test_doctor_without_a_sound_server_says_there_is_no_audio_output(tmp_path: P
     assert "packaged model" in line_of(result.stdout, "ok   Kokoro:")
     assert "not set" in line_of(result.stdout, "warn display:")
     assert str(tmp_path / "log" / "voice-agent.log") in line_of(result.stdout, "ok   log:")
+    microphone = line_of(result.stdout, "warn microphone:")
+    assert "Fix:" in microphone and "typing in the overlay works" in microphone
+    assert "Whisper base" in line_of(result.stdout, "ok   speech recognition:")
 
 
 def closed_port() -> socket.socket:
