@@ -8,7 +8,6 @@ reference texts are the canonical ones, normalised (case, punctuation, small num
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import logging
 import os
@@ -23,6 +22,7 @@ import jiwer
 import numpy as np
 import pytest
 
+from agent.files import sha256
 from agent.listen import SttModelError, add_listen_parsers, models
 from agent.listen.microphone import (
     LEVEL_FLOOR_DB,
@@ -111,12 +111,6 @@ def mic(virtual_mic: VirtualMicrophone) -> Iterator[VirtualMicrophone]:  # noqa:
 
 # -- the packaged models ----------------------------------------------------------------------
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def test_pins_are_the_published_hashes() -> None:

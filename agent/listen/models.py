@@ -18,7 +18,6 @@ returned `SttModel.notice` (also logged) says so. A folder path is used as it is
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import paths
+from agent.files import sha256
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +86,6 @@ def _package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fingerprint(folder: Path, files: Mapping[str, str]) -> str:
@@ -105,7 +99,7 @@ def _fingerprint(folder: Path, files: Mapping[str, str]) -> str:
 
 def _damaged_files(folder: Path, files: Mapping[str, str]) -> list[str]:
     return [name for name, sha in files.items()
-            if not (folder / name).is_file() or _sha256(folder / name) != sha]
+            if not (folder / name).is_file() or sha256(folder / name) != sha]
 
 
 def _verified(folder: Path, files: Mapping[str, str], stamp: Path) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent import paths
+from agent.files import sha256
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,6 @@ def packaged_vocab() -> Path:
     return packaged_data_dir() / "vocab.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while block := file.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def packaged_onnx(progress: Progress | None = None) -> Path:
@@ -103,7 +98,7 @@ def packaged_onnx(progress: Progress | None = None) -> Path:
         fingerprint = f"{expected} {target.stat().st_size} {target.stat().st_mtime_ns}"
         if stamp.exists() and stamp.read_text() == fingerprint:
             return target
-        if _sha256(target) == expected:
+        if sha256(target) == expected:
             stamp.write_text(fingerprint)
             return target
         log.warning("%s is damaged (sha256 mismatch); assembling it again", target)
