@@ -135,7 +135,7 @@ def test_base_is_assembled_once_verified_and_atomically(
         raise AssertionError("assembled again")
 
     monkeypatch.setattr(models, "_join", fail)
-    monkeypatch.setattr(models, "_sha256", fail)
+    monkeypatch.setattr(models, "sha256", fail)
     started = time.monotonic()
     assert models.embedded_base() == folder
     assert time.monotonic() - started < 0.05

@@ -133,7 +133,7 @@ def test_packaged_model_is_assembled_once_and_verified(tmp_path: Path,
         file.seek(1000)
         file.write(b"\x00" * 16)
     assert models.packaged_onnx() == path
-    assert models._sha256(path) == (models.packaged_data_dir() / "model.sha256").read_text()\
+    assert models.sha256(path) == (models.packaged_data_dir() / "model.sha256").read_text()\
         .split()[0]
 
 
