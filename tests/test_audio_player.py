@@ -186,3 +186,24 @@ def test_an_idle_stream_pauses_and_the_next_chunk_starts_it_again(audio_tap: Pat
     played = read_tap(audio_tap)
     start = first_nonzero(played)
     np.testing.assert_array_equal(played[start:start + samples.size], samples)
+
+
+def test_a_stream_that_dies_is_reported_and_the_next_words_open_a_new_one(
+        audio_tap: Path) -> None:
+    """A device unplugged or a sound server restarted ends the stream under us (simulated
+    by aborting it): an ERROR event says so, and the next chunk plays on a new stream."""
+    recorder = Recorder()
+    with AudioPlayer(blocksize=256) as player:
+        player.add_listener(recorder)
+        dead = player._stream
+        dead.abort()  # what PortAudio does when the device goes away
+        recorder.wait(PlaybackKind.ERROR)
+        assert player.failed
+        audio_tap.unlink(missing_ok=True)  # the new stream writes a new tap file
+        samples = tone(0.3, 440, 11)
+        player.enqueue(AudioChunk(samples, turn=0, seq=0))
+        assert not player.failed and player._stream is not dead
+        recorder.wait(PlaybackKind.FINISHED)
+    played = read_tap(audio_tap)
+    start = first_nonzero(played)
+    np.testing.assert_array_equal(played[start:start + samples.size], samples)

@@ -10,6 +10,7 @@ stall the audio.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -164,9 +165,35 @@ class AudioPlayer:
                 chunk.samples, self.sample_rate, self.stream_rate))
         self._queue.append(chunk)
         with self._stream_lock:  # see _pause_if_idle: one of us sees the other's change
-            if not self._running and self._stream is not None:
+            if self.failed and self._stream is not None:
+                self._reopen()
+            if not self._running and self._stream is not None and not self.failed:
                 self._stream.start()
                 self._running = True
+
+    def _reopen(self) -> None:
+        """The stream died under us (device unplugged, sound server restarted): open a new
+        one for the next words. If that fails too, what is queued is dropped (its events
+        say so) and the next chunk tries again."""
+        import sounddevice as sd
+
+        old = self._stream
+        with contextlib.suppress(Exception):
+            old.abort()
+            old.close()
+        try:
+            self._stream = self._open(sd, resolve_output(self._device_spec), self.stream_rate)
+        except (sd.PortAudioError, NoAudioDevice) as error:
+            self._stream, self._running = old, False
+            while self._queue:
+                self._emit(PlaybackKind.DROPPED, self._queue.popleft(), 0)
+            self._events.put_nowait(PlaybackEvent(
+                PlaybackKind.ERROR, at=time.monotonic(),
+                message=f"the audio output is still gone ({error}). {NO_DEVICE_HELP}"))
+            log.warning("the audio output is still gone: %s", error)
+            return
+        self.failed, self._running = False, True
+        log.info("the audio output is back")
 
     @property
     def running(self) -> bool:
