@@ -78,7 +78,7 @@ class AudioPlayer:
         self.idle_stop_s = idle_stop_s
         self._stream_lock = threading.Lock()
         self._running = False
-        self._pausing = False
+        self._stopping_on_purpose = False
         self._idle_since: float | None = None  # owned by the dispatcher thread
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -178,9 +178,13 @@ class AudioPlayer:
         import sounddevice as sd
 
         old = self._stream
-        with contextlib.suppress(Exception):
-            old.abort()
-            old.close()
+        self._stopping_on_purpose = True  # aborting the dead stream may call back again
+        try:
+            with contextlib.suppress(Exception):
+                old.abort()
+                old.close()
+        finally:
+            self._stopping_on_purpose = False
         try:
             self._stream = self._open(sd, resolve_output(self._device_spec), self.stream_rate)
         except (sd.PortAudioError, NoAudioDevice) as error:
@@ -204,11 +208,11 @@ class AudioPlayer:
         with self._stream_lock:
             idle = self._current is None and not self._queue and not self._busy
             if self._running and idle and self._stream is not None:
-                self._pausing = True  # its finished callback is not a lost device
+                self._stopping_on_purpose = True  # its finished callback is no lost device
                 try:
                     self._stream.stop()
                 finally:
-                    self._pausing = False
+                    self._stopping_on_purpose = False
                 self._running = False
                 log.debug("audio stream paused (idle)")
 
@@ -284,7 +288,7 @@ class AudioPlayer:
 
     def _on_finished(self) -> None:
         # Not a close() or an idle pause we asked for: the device went away.
-        if self._stream is not None and not self._pausing:
+        if self._stream is not None and not self._stopping_on_purpose:
             self.failed = True
             self._events.put_nowait(PlaybackEvent(
                 PlaybackKind.ERROR, at=time.monotonic(),
