@@ -148,36 +148,18 @@ def cmd_say(args: argparse.Namespace) -> int:
     if not text.strip():
         log.error("nothing to say: give the text as arguments, or - to read standard input")
         return 2
-    if not (args.out or args.device or args.voice or args.speed) and _send("say", text,
-                                                                           quiet=True):
-        return 0  # the running tray agent speaks it (its voice, its stream)
+    if not (args.out or args.device or args.voice or args.speed):
+        from agent.control import tell_running_agent
+
+        if tell_running_agent("say", text, quiet_if_absent=True):
+            return 0  # the running tray agent speaks it (its voice, its stream)
     return _speak(cfg, args, [("", text, args.voice)])
 
 
-def _send(command: str, text: str = "", quiet: bool = False) -> bool:
-    """Send a command to the running tray agent; False (and a message unless `quiet`) when
-    none is running or it does not answer."""
-    from agent.control import ControlError, ControlRequest, NotRunning, send
-
-    try:
-        reply = send(ControlRequest(command, text))
-    except NotRunning as error:
-        if not quiet:
-            log.error("%s", error)
-        return False
-    except ControlError as error:
-        log.error("%s", error)
-        return False
-    if not reply.ok:
-        log.error("%s", reply.message)
-        return False
-    if command == "status" or not quiet:
-        print(reply.message)
-    return True
-
-
 def cmd_control(args: argparse.Namespace) -> int:
-    return 0 if _send(args.command) else 1
+    from agent.control import tell_running_agent
+
+    return 0 if tell_running_agent(args.command) else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:

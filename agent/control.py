@@ -578,3 +578,21 @@ def _file_id(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return status.st_dev, status.st_ino
+
+
+def tell_running_agent(command: str, text: str = "", *,
+                       quiet_if_absent: bool = False) -> bool | None:
+    """The command line's side: send one command and print the answer (standard output) or
+    the problem (standard error). True: done; False: it failed (and said why); None: no agent
+    is running (said so, unless `quiet_if_absent`: the caller does the work itself)."""
+    try:
+        reply = send(ControlRequest(command, text))
+    except NotRunning as error:
+        if not quiet_if_absent:
+            print(error, file=sys.stderr)
+        return None
+    except ControlError as error:
+        print(error, file=sys.stderr)
+        return False
+    print(reply.message, file=sys.stdout if reply.ok else sys.stderr)
+    return reply.ok

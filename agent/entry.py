@@ -13,21 +13,12 @@ QUICK_COMMANDS = ("talk", "listen", "interrupt", "quit", "status")
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) == 1 and args[0] in QUICK_COMMANDS:
-        from agent.control import ControlError, ControlRequest, NotRunning, send
+        from agent.control import tell_running_agent
 
-        try:
-            reply = send(ControlRequest(args[0]))
-        except NotRunning as error:
-            if args[0] != "listen":
-                print(error, file=sys.stderr)
-                return 1
-            reply = None  # no agent: listen here, in the terminal (agent.cli)
-        except ControlError as error:
-            print(error, file=sys.stderr)
-            return 1
-        if reply is not None:
-            print(reply.message, file=sys.stdout if reply.ok else sys.stderr)
-            return 0 if reply.ok else 1
+        # `listen` with no agent running records in the terminal instead (agent.cli).
+        done = tell_running_agent(args[0], quiet_if_absent=args[0] == "listen")
+        if done is not None or args[0] != "listen":
+            return 0 if done else 1
     from agent.cli import main as full_main
 
     return full_main(args)
