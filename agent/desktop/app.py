@@ -276,6 +276,8 @@ class DesktopApp:
                 self.overlay.show(focus=False)
             case cmd.ModelsReady():
                 self._on_models_ready()
+        if isinstance(command, cmd.FromCore):
+            return  # reply text arrives per token: the menu and status line are unchanged
         self.tray.refresh_menu()
         self.overlay.set_details(self.model.voice, self.assistant.backend_description
                                  or "loading the models…")
