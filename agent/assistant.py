@@ -9,16 +9,19 @@ choices at once. Headless: the desktop shell drives it and listens to its event 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent import config as config_module
 from agent.audio.devices import NoAudioDevice
 from agent.audio.events import PlaybackEvent, PlaybackKind
 from agent.config import Config, LLMConfig
 from agent.conversation import Conversation
-from agent.events import AgentState, EventBus, Notice, StateChanged
+from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import LLMError
@@ -33,6 +36,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+
+SECTIONS = ("tts", "audio", "llm", "conversation", "dialogue", "hotkeys", "overlay", "stt")
+# What an edit changes at once; any other key is read at start, and applies after a restart.
+_LIVE = {"tts": {"voice", "speed"}, "audio": {"mute"}, "llm": None, "conversation": None,
+         "stt": None}  # None: the whole section
+
+
+def _file_stamp(path: Path | None) -> tuple[int, int] | None:
+    """What tells that a file changed: its modification time and size (None: no file)."""
+    try:
+        info = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size) if info is not None else None
 
 
 def load_engine(cfg: Config, voice: str | None = None,
@@ -81,6 +98,7 @@ class Assistant:
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str]] = []  # ("submit" | "say", text) before ready
         self._closed = False
+        self._settings_stamp = _file_stamp(cfg.path)  # reload_settings() compares with it
         # Speech input: made on first use (Whisper loads in ~0.3 s, while the user speaks).
         self._recorder: Recorder | None = None
         self._transcriber: Transcriber | None = None
@@ -171,7 +189,65 @@ class Assistant:
 
     def submit(self, text: str) -> None:
         """The user's words, to the conversation (they wait for the current reply)."""
+        self.reload_settings()
         self._route("submit", text)
+
+    def reload_settings(self) -> tuple[str, ...]:
+        """Apply the settings file if it was edited since it was read (the user changed it
+        while the agent runs); returns the sections that changed. Checked when the user
+        starts a turn, so nothing watches the file while idle. A file with mistakes is
+        reported (file:line, key) and the running settings stay as they are until it is
+        fixed: a half-typed edit never resets anything to defaults."""
+        path = self.cfg.path
+        stamp = _file_stamp(path)
+        if path is None or stamp == self._settings_stamp:
+            return ()
+        self._settings_stamp = stamp
+        new = config_module.load(path)
+        if new.issues:
+            shown = "; ".join(str(issue) for issue in new.issues[:3])
+            more = f" (and {len(new.issues) - 3} more)" if len(new.issues) > 3 else ""
+            self._notice(f"The settings file changed but has mistakes: {shown}{more}. The "
+                         "running settings stay as they were until it is fixed "
+                         "(voice-agent config validate).")
+            return ()
+        changed = tuple(name for name in SECTIONS
+                        if getattr(new, name) != getattr(self.cfg, name))
+        if changed:
+            self._apply_settings(new, changed)
+        return changed
+
+    def _apply_settings(self, new: Config, changed: tuple[str, ...]) -> None:
+        old = {name: getattr(self.cfg, name) for name in changed}
+        for name in changed:  # in place: the desktop shell holds the same Config object
+            setattr(self.cfg, name, getattr(new, name))
+        self.set_voice(new.tts.voice)
+        self.set_speed(new.tts.speed)
+        if "audio" in changed and old["audio"].mute != new.audio.mute:
+            self.set_mute(new.audio.mute)
+        conversation = self.conversation
+        if conversation is not None:
+            conversation.settings = new.conversation
+            conversation.system_prompt = new.llm.system_prompt
+        if "llm" in changed and dataclasses.replace(
+                old["llm"], system_prompt=new.llm.system_prompt) != new.llm:
+            try:
+                self.set_backend(not new.llm.use_embedded)
+            except LLMError as error:
+                self._notice(f"{error} The previous LLM stays in use.")
+        if "stt" in changed and not self.listening:  # made again, as configured, on next use
+            self._recorder = None
+            self._stt_loader = None
+        later = sorted(f"{name}.{key}" for name in changed for key, value in
+                       dataclasses.asdict(getattr(new, name)).items()
+                       if _LIVE.get(name, set()) is not None
+                       and key not in (_LIVE.get(name) or set())
+                       and value != getattr(old[name], key))
+        log.info("settings reloaded from %s: [%s] changed", self.cfg.path, "], [".join(changed))
+        if later:
+            self._notice(f"Settings reloaded; {', '.join(later)} take effect after a restart "
+                         "(Quit, then start voice-agent again).")
+        self.bus.publish(SettingsChanged(changed))
 
     def say(self, text: str) -> None:
         """Speak `text` as it is, without the LLM (the control socket's `say`)."""
@@ -255,6 +331,7 @@ class Assistant:
 
         if self.listening:
             return True
+        self.reload_settings()
         if self.state in (AgentState.THINKING, AgentState.SPEAKING):
             self.interrupt()
         if self._recorder is None:

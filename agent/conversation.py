@@ -29,7 +29,7 @@ from agent.events import (
     StateChanged,
     UserSaid,
 )
-from agent.history import History, HistoryEntry
+from agent.history import History, HistoryEntry, HistoryNotSaved
 from agent.llm.base import ChatBackend, LLMError, Message
 from agent.speech import SpeechPipeline
 from agent.text import ClauseChunker
@@ -85,6 +85,7 @@ class Conversation:
         self._closing: set[asyncio.Task[None]] = set()
         self.warmed = threading.Event()  # the backend's warm-up is over (or there is none)
         self._turn = 0
+        self._history_problem = ""  # why the history is not on disk now ("" when it is)
         self._done = threading.Condition()
         self._submitted = 0
         self._finished = 0
@@ -126,6 +127,10 @@ class Conversation:
                 log.exception("conversation shutdown")
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=timeout)
+        try:
+            self.history.save()  # a last try for what a full disk kept in memory
+        except HistoryNotSaved as error:
+            log.error("%s; they are lost as the agent exits", error)
 
     async def _shutdown(self) -> None:
         tasks = [t for t in (self._reply_task, self._runner, self._warm_up) if t is not None]
@@ -223,7 +228,7 @@ class Conversation:
         self._turn += 1
         turn = self._turn
         self.bus.publish(UserSaid(text, turn))
-        self.history.append(HistoryEntry("user", text))
+        self._record(HistoryEntry("user", text), turn)
         messages = [Message("system", self.system_prompt), *self.history.context(
             self.settings.history_turns, self.settings.history_chars)]
         reply = _Reply(turn, speech.turn if speech is not None else 0,
@@ -270,19 +275,41 @@ class Conversation:
         heard = reply.heard_text() if reply.spoken else reply.text
         if interrupted or reply.error:
             if reply.text:
-                self.history.append(HistoryEntry("assistant", heard, interrupted=True,
-                                                 full=reply.text))
+                self._record(HistoryEntry("assistant", heard, interrupted=True,
+                                          full=reply.text), reply.turn)
             self.bus.publish(ReplyDone(reply.turn, reply.text, heard, interrupted=True))
             if reply.error:
                 self._set_state(AgentState.ERROR, reply.turn, reply.error)
             else:
                 self._set_state(AgentState.INTERRUPTED, reply.turn)
-                self._set_state(AgentState.IDLE, reply.turn)
+                self._end_turn(reply.turn)
         else:
-            self.history.append(HistoryEntry("assistant", reply.text))
+            self._record(HistoryEntry("assistant", reply.text), reply.turn)
             self.bus.publish(ReplyDone(reply.turn, reply.text, reply.text, interrupted=False))
-            self._set_state(AgentState.IDLE, reply.turn)
+            self._end_turn(reply.turn)
         self._reply = None
+
+    def _end_turn(self, turn: int) -> None:
+        """Idle, unless the history could not be saved: that stays in sight until it can."""
+        if self._history_problem:
+            self._set_state(AgentState.ERROR, turn, self._history_problem)
+        else:
+            self._set_state(AgentState.IDLE, turn)
+
+    def _record(self, entry: HistoryEntry, turn: int) -> None:
+        """Add to the history; a failed write (a full disk) is shown, and the turn goes on:
+        the history keeps the entry in memory and writes it when it can."""
+        try:
+            self.history.append(entry)
+        except HistoryNotSaved as error:
+            if not self._history_problem:
+                self.bus.publish(Notice(str(error), turn))
+            self._history_problem = str(error)
+            log.warning("%s", error)
+        else:
+            if self._history_problem:
+                log.info("the chat history is saved again")
+            self._history_problem = ""
 
     # -- audio events (on the audio events thread) ---------------------------------------------
 

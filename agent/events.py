@@ -58,7 +58,14 @@ class Notice:
     turn: int = -1
 
 
-AgentEvent = StateChanged | UserSaid | ReplyDelta | ReplyDone | Notice
+@dataclass(frozen=True)
+class SettingsChanged:
+    """The settings file was edited while the agent runs and the edits now apply."""
+
+    sections: tuple[str, ...]  # the [sections] that changed
+
+
+AgentEvent = StateChanged | UserSaid | ReplyDelta | ReplyDone | Notice | SettingsChanged
 AgentListener = Callable[[AgentEvent], None]
 
 

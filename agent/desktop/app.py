@@ -34,7 +34,7 @@ from agent.desktop.autostart import Autostart
 from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotkey
 from agent.desktop.overlay import Overlay, OverlayActions
 from agent.desktop.tray import Tray, TrayModel
-from agent.events import AgentState, EventBus, Notice, StateChanged
+from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
 from agent.first_run import first_run_needed, run_first_time
 from agent.llm.base import LLMError
 
@@ -127,11 +127,8 @@ class DesktopApp:
             self.assistant.submit, self.assistant.interrupt,
             lambda: self.assistant.listen_level), cfg.overlay)
         self.autostart = Autostart()
-        uses_server = cfg.llm.backend != "embedded" and not cfg.llm.use_embedded
-        self.model = TrayModel(voice=cfg.tts.voice, voices=(cfg.tts.voice,), speed=cfg.tts.speed,
-                               mute=cfg.audio.mute, use_server=uses_server,
-                               server_label=server_label(cfg),
-                               autostart=self.autostart.is_enabled())
+        self.model = TrayModel(voices=(cfg.tts.voice,), autostart=self.autostart.is_enabled())
+        self._mirror_settings()
         self.tray = Tray(self.mailbox.post, self.model)
         self.hotkeys = choose_backend(cfg.hotkeys.backend)
         self.control = ControlServer(self._on_control)
@@ -230,6 +227,9 @@ class DesktopApp:
 
     def handle(self, command: cmd.Command) -> None:
         match command:
+            case cmd.FromCore(SettingsChanged()):  # the file was edited; the menu follows
+                self._mirror_settings()
+                self.tray.refresh_menu()
             case cmd.FromCore(event):
                 if isinstance(event, StateChanged):
                     self._show_state(event.state, event.message)
@@ -337,6 +337,15 @@ class DesktopApp:
         if state is not AgentState.INTERRUPTED:
             log.info("tray: %s", state.value)
             self.tray.show_state(state, message)
+
+    def _mirror_settings(self) -> None:
+        """The menu's copy of the settings it shows (the tray thread reads it to draw)."""
+        cfg = self.cfg
+        self.model.voice = cfg.tts.voice
+        self.model.speed = cfg.tts.speed
+        self.model.mute = cfg.audio.mute
+        self.model.use_server = cfg.llm.backend != "embedded" and not cfg.llm.use_embedded
+        self.model.server_label = server_label(cfg)
 
     def _on_models_ready(self) -> None:
         speech = self.assistant.speech

@@ -109,9 +109,10 @@ def _answers_models(port: int) -> bool:
 
 
 def start_llama_server(model: Path, logs: Path, alias: str = "smollm2",
-                       deadline_s: float = 60.0) -> LlamaServer:
-    """`python -m llama_cpp.server` on a free loopback port, ready to answer."""
-    port = free_port()
+                       deadline_s: float = 60.0, port: int | None = None) -> LlamaServer:
+    """`python -m llama_cpp.server` on a loopback port (a free one unless given), ready to
+    answer."""
+    port = port or free_port()
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / "llama-server.log"
     with log.open("ab") as out:
