@@ -1,7 +1,8 @@
 """Faults an always-on agent meets, on real parts: a full disk under the history (a real
 tmpfs, filled), the LLM server killed in the middle of a reply and started again (the real
-llama.cpp server), and the settings file edited while the agent runs. Each gives a clear error state, nothing said is lost, no file is left
-damaged, and the next turn works without a restart."""
+llama.cpp server), and the settings file edited while the agent runs. Each gives a clear
+error state, nothing said is lost, no file is left damaged, and the next turn works without
+a restart."""
 
 from __future__ import annotations
 
@@ -31,10 +32,9 @@ from agent.events import (
 from agent.history import History, HistoryEntry, HistoryNotSaved
 from agent.llm import make_backend
 from agent.llm.embedded import locate_model
+from tests.conftest import LOGS
 from tests.harness.llm_servers import start_llama_server
 from tests.harness.services import wait_for
-
-LOGS = Path(__file__).resolve().parent.parent / "test-logs"
 
 
 class Events:
