@@ -11,10 +11,11 @@ Wire format: one UTF-8 JSON object per line; one request and one reply per conne
     reply:   {"ok": true, "message": "..."}
 
 Transports: on POSIX a Unix socket, ``control.sock``, mode 0600 inside the 0700 runtime folder,
-so the file system decides who may connect. CPython on Windows has no AF_UNIX, so there the
-server listens on TCP 127.0.0.1 and writes its port and a random token to ``control.port``;
-any local user can reach a port, so every request must carry the token, which only this user
-can read. The token is never logged.
+so the file system decides who may connect; the server also asks the kernel which user connected
+(SO_PEERCRED, LOCAL_PEERCRED) and refuses all but its own. CPython on Windows has no AF_UNIX, so
+there the server listens on TCP 127.0.0.1 and writes its port and a random token to
+``control.port``; any local user can reach a port, so every request must carry the token, which
+only this user can read. The token is never logged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import os
 import secrets
 import selectors
 import socket
+import struct
 import sys
 import threading
 import time
@@ -50,6 +52,12 @@ PORT_NAME = "control.port"
 MAX_REQUEST_BYTES = 64 * 1024  # one request line, without its newline
 MAX_REPLY_BYTES = 1024 * 1024  # a status reply may be long; a bound keeps a garbled one finite
 READ_TIMEOUT = 2.0  # how long a connected client may take to send its line
+MAX_CONNECTIONS = 32  # clients served at once; a newcomer past this drops the oldest
+LISTEN_BACKLOG = 128  # clients the system keeps waiting before the server accepts them
+
+_RECEIVE_SIZE = 65536
+_DRAIN_CHUNKS = 16  # at most this many chunks of unasked-for input are read off before close
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)  # a gone client: EPIPE, never SIGPIPE
 
 Transport = Literal["unix", "tcp"]
 TRANSPORTS: tuple[Transport, ...] = ("unix", "tcp")
@@ -181,67 +189,67 @@ class InstanceLock:
 # --- the server -----------------------------------------------------------------------------
 
 
-class _Abandoned(Exception):
-    """The connection ends without an answer: stop() was called, or the client left or stalled."""
-
-
-class _TooLarge(Exception):
-    pass
-
-
 class _Connection:
-    """One accepted client. Every wait also watches the server's wake-up socket, so stop()
-    interrupts a client that connected and then went quiet."""
+    """One accepted client, served without blocking by the server's loop: its request line is
+    read as it arrives, answered once whole, and the reply written as fast as the client takes
+    it. So a client that stalls holds up nobody; it only keeps its slot until its deadline."""
 
-    def __init__(self, sock: socket.socket, wake: socket.socket, timeout: float) -> None:
-        self._sock = sock
-        self._wake = wake
-        self._deadline = time.monotonic() + timeout
-        self._timeout = timeout
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline  # by when it must send its line, or take its reply
+        self.line = bytearray()  # the request so far, at most MAX_REQUEST_BYTES + one chunk
+        self.reading = True  # the request (or the rest of a too long one) is still coming
+        self.discarding = False  # too long: reading on to its end, keeping nothing
+        self.reply = b""  # what is still to be written
+        self.closed = False
 
-    def read_line(self, limit: int) -> bytes:
-        """The request line without its newline; end of stream also ends a non-empty line."""
-        buffer = bytearray()
-        while True:
-            chunk = self._receive()
-            newline = chunk.find(b"\n")
-            buffer += chunk if newline < 0 else chunk[:newline]
-            if len(buffer) > limit:
-                raise _TooLarge
-            if newline >= 0 or (not chunk and buffer):
-                return bytes(buffer)
-            if not chunk:
-                raise _Abandoned  # connected and left without a word
+    @property
+    def events(self) -> int:
+        """What to wait for; 0 once it is done."""
+        return ((selectors.EVENT_READ if self.reading else 0)
+                | (selectors.EVENT_WRITE if self.reply else 0))
 
-    def discard_line(self) -> None:
-        """Read the rest of an oversized line, so that closing does not reset the connection
-        (and lose the error reply) while the client is still sending."""
-        while True:
-            chunk = self._receive()
-            if not chunk or b"\n" in chunk:
-                return
-
-    def send_line(self, data: bytes) -> None:
-        self._sock.settimeout(self._timeout)  # a reply is small: this only bounds a stuck client
-        with contextlib.suppress(OSError):  # the client may have gone; nothing to tell it then
-            self._sock.sendall(data)
-
-    def _receive(self) -> bytes:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._sock, selectors.EVENT_READ)
-            selector.register(self._wake, selectors.EVENT_READ)
-            remaining = self._deadline - time.monotonic()
-            ready = [key.fileobj for key, _ in selector.select(max(remaining, 0.0))]
-        if not ready or self._wake in ready:
-            raise _Abandoned
+    def receive(self) -> bytes | None:
+        """What the client sent, b"" at its end of stream, None when nothing is there yet.
+        Raises OSError when the connection failed (reset by the client, say)."""
         try:
-            return self._sock.recv(65536)
-        except OSError as error:
-            raise _Abandoned from error
+            return self.sock.recv(_RECEIVE_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return None
+
+    def flush(self) -> None:
+        """Write as much of the reply as the socket takes now. Raises OSError when the client
+        has gone."""
+        while self.reply:
+            try:
+                sent = self.sock.send(self.reply, _SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                return
+            self.reply = self.reply[sent:]
+
+    def close(self) -> None:
+        """Close, after reading off (a bounded amount of) what the client sent unasked: closing
+        with unread data resets the connection, and a reset can discard the reply before the
+        client has read it."""
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(OSError):  # BlockingIOError included: nothing more is there
+            for _ in range(_DRAIN_CHUNKS):
+                if not self.sock.recv(_RECEIVE_SIZE):
+                    break
+        self.sock.close()
 
 
 class ControlServer:
     """Serves control requests on one thread, "control-socket", until stop().
+
+    Clients are served side by side, without blocking: one that connects and stalls, or sends
+    half a request, delays no other. At most MAX_CONNECTIONS are open at once (a newcomer past
+    that drops the oldest, which has had the longest to finish), each holds at most one request
+    line, and each has ``read_timeout`` seconds to send its line and as long to take its reply,
+    so memory stays bounded whatever clients do. On the Unix transport the server also checks
+    who connected (the peer's user id, from the kernel) and refuses anyone but its own user.
 
     ``handler`` runs on that thread, one request at a time: it must only post work (to the
     app's event loop or a queue) and return quickly. Its exceptions become error replies.
@@ -261,10 +269,12 @@ class ControlServer:
         self._directory = directory
         self._read_timeout = read_timeout
         self._token = ""  # TCP only
+        self._owner_uid: int | None = None  # Unix only: the one user it serves
         self._published: Path | None = None  # the socket or port file that start() created
         self._published_id: tuple[int, int] | None = None
         self._wake_writer: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._crowded = False  # has said that it is dropping clients; said once per crowd
 
     @property
     def running(self) -> bool:
@@ -286,6 +296,7 @@ class ControlServer:
             wake_writer.close()
             raise
         self._wake_writer = wake_writer
+        self._owner_uid = os.geteuid() if hasattr(os, "geteuid") else None
         self._thread = threading.Thread(target=self._serve, args=(listener, wake_reader),
                                         name="control-socket", daemon=True)
         self._thread.start()
@@ -321,7 +332,7 @@ class ControlServer:
             finally:
                 os.umask(previous_umask)
             os.chmod(path, 0o600)  # in case the platform ignores the umask for sockets
-            listener.listen(8)
+            listener.listen(LISTEN_BACKLOG)
             listener.setblocking(False)  # accept() after select() must not hang on a lost client
         except BaseException:
             listener.close()
@@ -337,7 +348,7 @@ class ControlServer:
             if exclusive is not None:
                 listener.setsockopt(socket.SOL_SOCKET, exclusive, 1)
             listener.bind(("127.0.0.1", 0))
-            listener.listen(8)
+            listener.listen(LISTEN_BACKLOG)
             listener.setblocking(False)
             port = listener.getsockname()[1]
             self._token = secrets.token_urlsafe(32)
@@ -361,52 +372,185 @@ class ControlServer:
                 path.unlink()
 
     def _serve(self, listener: socket.socket, wake: socket.socket) -> None:
+        connections: dict[socket.socket, _Connection] = {}  # oldest first
         try:
             with selectors.DefaultSelector() as selector:
-                selector.register(listener, selectors.EVENT_READ)
                 selector.register(wake, selectors.EVENT_READ)
+                selector.register(listener, selectors.EVENT_READ)
+                accept_again = 0.0  # while accept() fails: when to try it next (0.0: now)
                 while True:
-                    # No timeout: while idle this thread sleeps until a client or stop().
-                    ready = [key.fileobj for key, _ in selector.select()]
-                    if wake in ready:
+                    now = time.monotonic()
+                    if accept_again and now >= accept_again:
+                        accept_again = 0.0
+                        selector.register(listener, selectors.EVENT_READ)
+                    wake_ups = [connection.deadline for connection in connections.values()]
+                    if accept_again:
+                        wake_ups.append(accept_again)
+                    # While idle, no timeout: this thread sleeps until a client or stop().
+                    timeout = max(min(wake_ups) - now, 0.0) if wake_ups else None
+                    ready = selector.select(timeout)
+                    if any(key.fileobj is wake for key, _ in ready):
                         return
-                    try:
-                        sock, _ = listener.accept()
-                    except BlockingIOError:
-                        continue  # the client gave up before we accepted it
-                    except OSError:
-                        log.exception("control: accept failed")
-                        # Out of descriptors, say: the client stays queued, so wait a little
-                        # (for stop() only) instead of spinning on it.
-                        if _readable(wake, 0.5):
-                            return
-                        continue
-                    with sock:
-                        sock.setblocking(True)
-                        self._serve_connection(sock, wake)
+                    # Clients first, so that a newcomer only ever displaces one that has had
+                    # a turn to finish.
+                    for key, mask in ready:
+                        if isinstance(key.data, _Connection):
+                            self._progress(key.data, mask, selector, connections)
+                    if any(key.fileobj is listener for key, _ in ready) \
+                            and not self._accept(listener, selector, connections):
+                        # Out of descriptors, say: the client stays queued, so try again in
+                        # a while rather than spin on it.
+                        selector.unregister(listener)
+                        accept_again = time.monotonic() + 0.5
+                    self._expire(selector, connections)
         finally:
+            for connection in connections.values():
+                with contextlib.suppress(OSError):
+                    connection.sock.close()
             listener.close()
             wake.close()
 
-    def _serve_connection(self, sock: socket.socket, wake: socket.socket) -> None:
-        connection = _Connection(sock, wake, self._read_timeout)
+    def _accept(self, listener: socket.socket, selector: selectors.BaseSelector,
+                connections: dict[socket.socket, _Connection]) -> bool:
+        """Take one waiting client; False when accept() fails for want of resources."""
         try:
-            try:
-                reply = self._answer(connection.read_line(MAX_REQUEST_BYTES))
-            except _TooLarge:
-                reply = ControlReply(False, f"request too large (over {MAX_REQUEST_BYTES} bytes)")
-                with contextlib.suppress(_Abandoned):
-                    connection.discard_line()
-            connection.send_line(_encode(reply))
-        except _Abandoned:
-            pass
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return True  # the client gave up before we accepted it
+        except OSError:
+            log.exception("control: accept failed")
+            return False
+        try:
+            sock.setblocking(False)
+            refusal = self._refusal(sock)
         except Exception:  # one bad connection must never end the server
             log.exception("control: a connection failed")
+            refusal = ControlReply(False, "refused: internal error")
+        if refusal is not None:
+            connection = _Connection(sock, 0.0)
+            connection.reply = _encode(refusal)
+            self._finish(connection, selector, connections)
+            return True
+        if len(connections) >= MAX_CONNECTIONS:
+            oldest = next(iter(connections.values()))
+            if not self._crowded:
+                self._crowded = True
+                log.warning("control: %d clients connected at once; dropping the oldest "
+                            "unfinished ones to make room", len(connections))
+            if oldest.reading and not oldest.reply:
+                oldest.reply = _encode(ControlReply(False, "dropped: too many connections to "
+                                                           "voice-agent at once"))
+            self._finish(oldest, selector, connections)
+        elif len(connections) < MAX_CONNECTIONS // 2:
+            self._crowded = False
+        connection = _Connection(sock, time.monotonic() + self._read_timeout)
+        connections[sock] = connection
+        selector.register(sock, connection.events, connection)
+        return True
+
+    def _refusal(self, sock: socket.socket) -> ControlReply | None:
+        """Why a new client may not be served (None: it may). On the Unix transport, only
+        the server's own user may be: the 0700 folder already keeps others from the socket,
+        and the kernel's word on who connected keeps them out even where it does not."""
+        if self.transport != "unix":
+            return None  # TCP: every request must carry the token instead
+        try:
+            peer = _peer_credentials(sock)
+        except OSError as error:
+            log.warning("control: refused a connection: cannot tell which user made it (%s)",
+                        error)
+            return ControlReply(False, "refused: cannot tell which user connected")
+        if peer is None or peer[0] == self._owner_uid:
+            return None
+        uid, pid = peer
+        log.warning("control: refused a connection from another user (uid %d, pid %s); "
+                    "this socket serves only uid %s", uid, pid if pid else "unknown",
+                    self._owner_uid)
+        return ControlReply(False, "refused: this control socket serves only the user who "
+                                   "runs voice-agent")
+
+    def _progress(self, connection: _Connection, mask: int, selector: selectors.BaseSelector,
+                  connections: dict[socket.socket, _Connection]) -> None:
+        """Read what the client sent, answer a whole request, write what the client takes."""
+        if connection.closed:
+            return
+        try:
+            if mask & selectors.EVENT_READ and connection.reading:
+                self._read(connection)
+            connection.flush()  # at once: the socket usually takes a reply whole
+        except OSError:  # the client reset the connection: nobody left to answer
+            connection.reply = b""
+            self._finish(connection, selector, connections)
+            return
+        except Exception:  # one bad connection must never end the server
+            log.exception("control: a connection failed")
+            connection.reading, connection.reply = False, b""
+        if connection.events:
+            selector.modify(connection.sock, connection.events, connection)
+        else:
+            self._finish(connection, selector, connections)
+
+    def _read(self, connection: _Connection) -> None:
+        chunk = connection.receive()
+        if chunk is None:
+            return
+        newline = chunk.find(b"\n")
+        if connection.discarding:  # its error reply is already on its way
+            connection.reading = bool(chunk) and newline < 0
+            return
+        if chunk and newline < 0:
+            connection.line += chunk
+            if len(connection.line) > MAX_REQUEST_BYTES:
+                # Answer now, while reading on to the end of the line: a client that sends a
+                # huge request without a newline and then waits still hears why.
+                connection.line = bytearray()
+                connection.discarding = True
+                self._set_reply(connection, _too_large())
+            return
+        connection.reading = False
+        if newline >= 0:
+            if len(connection.line) + newline > MAX_REQUEST_BYTES:
+                connection.line = bytearray()
+                self._set_reply(connection, _too_large())
+                return
+            connection.line += chunk[:newline]
+        elif not connection.line:
+            return  # connected and left without a word: nothing to answer
+        # A newline, or the client's end of stream, which also ends a non-empty line.
+        line, connection.line = bytes(connection.line), bytearray()
+        self._set_reply(connection, self._answer(line))
+
+    def _set_reply(self, connection: _Connection, reply: ControlReply) -> None:
+        connection.reply = _encode(reply)
+        connection.deadline = time.monotonic() + self._read_timeout  # to take the reply
+
+    def _expire(self, selector: selectors.BaseSelector,
+                connections: dict[socket.socket, _Connection]) -> None:
+        now = time.monotonic()
+        for connection in [c for c in connections.values() if c.deadline <= now]:
+            if connection.line and not connection.reply:
+                # Half a request, then silence: say so (it is never carried out). One that
+                # sent nothing at all is simply dropped.
+                connection.reply = _encode(ControlReply(
+                    False, f"incomplete request: no end of line within {self._read_timeout:g} "
+                           "s; nothing was done"))
+            self._finish(connection, selector, connections)
+
+    def _finish(self, connection: _Connection, selector: selectors.BaseSelector,
+                connections: dict[socket.socket, _Connection]) -> None:
+        """Write what the socket takes of a last reply now, and close."""
+        with contextlib.suppress(OSError):
+            connection.flush()
+        if connections.pop(connection.sock, None) is not None:
+            selector.unregister(connection.sock)
+        connection.close()
 
     def _answer(self, line: bytes) -> ControlReply:
         try:
-            message = json.loads(line.decode("utf-8"))
-        except ValueError:  # also UnicodeDecodeError
+            message = json.loads(line.decode("utf-8"), object_pairs_hook=_unique_keys)
+        except _DuplicateKey as error:
+            return ControlReply(False, f"malformed request: the key {error} appears twice")
+        except (ValueError, RecursionError):  # UnicodeDecodeError too; RecursionError: [[[[...
             return ControlReply(False, "malformed request: expected one line of UTF-8 JSON")
         if not isinstance(message, dict):
             return ControlReply(False, "malformed request: expected a JSON object")
@@ -416,13 +560,21 @@ class ControlServer:
         command, text = message.get("command"), message.get("text", "")
         if not isinstance(command, str) or not isinstance(text, str):
             return ControlReply(False, 'malformed request: "command" and "text" must be strings')
+        if not _is_unicode(command) or not _is_unicode(text):  # "\ud800": a lone surrogate
+            return ControlReply(False, 'malformed request: "command" and "text" must be valid '
+                                       "Unicode")
         request = ControlRequest(command, text)
         log.debug("control: %r", command)
         try:
-            return self._handler(request)
+            reply = self._handler(request)
         except Exception:
             log.exception("control: the handler failed on %r", command)
             return ControlReply(False, f"{command!r} failed inside voice-agent; see its log")
+        if not isinstance(reply, ControlReply) or not isinstance(reply.message, str):
+            log.error("control: the handler answered %r with %r, not a ControlReply", command,
+                      reply)
+            return ControlReply(False, f"{command!r} failed inside voice-agent; see its log")
+        return reply
 
     def _token_matches(self, token: object) -> bool:
         return isinstance(token, str) and hmac.compare_digest(token.encode(),
@@ -458,17 +610,7 @@ def send(request: ControlRequest, timeout: float = 3.0, *,
         raise ControlError(f"request too large ({len(data) - 1} bytes, at most "
                            f"{MAX_REQUEST_BYTES})")
     deadline = time.monotonic() + timeout
-    with socket.socket(endpoint.family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(endpoint.address)
-        except (FileNotFoundError, ConnectionRefusedError) as error:  # refused: a stale socket
-            raise NotRunning(_not_running(endpoint.where)) from error
-        except TimeoutError as error:
-            raise ControlError(f"voice-agent did not answer within {timeout:g} s "
-                               f"at {endpoint.where}") from error
-        except OSError as error:
-            raise ControlError(f"cannot reach voice-agent at {endpoint.where}: {error}") from error
+    with _connect(endpoint, deadline, timeout) as sock:
         try:
             sock.sendall(data)
         except TimeoutError as error:
@@ -478,6 +620,40 @@ def send(request: ControlRequest, timeout: float = 3.0, *,
             pass  # it may have replied and closed before reading everything: read the reply
         line = _read_reply(sock, deadline, timeout, endpoint.where)
     return _decode_reply(line, endpoint.where)
+
+
+def _connect(endpoint: _Endpoint, deadline: float, timeout: float) -> socket.socket:
+    """A socket connected to the running instance, with ``timeout`` set on it."""
+    pause = 0.005
+    while True:
+        sock = socket.socket(endpoint.family, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(endpoint.address)
+            return sock
+        except BlockingIOError as error:
+            # EAGAIN: a Unix socket whose queue of waiting clients is full. The server is
+            # busy, not gone: try again (a fresh socket) until the deadline.
+            sock.close()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ControlError(f"voice-agent did not answer within {timeout:g} s "
+                                   f"at {endpoint.where}") from error
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.1)
+        except (FileNotFoundError, ConnectionRefusedError) as error:  # refused: a stale socket
+            sock.close()
+            raise NotRunning(_not_running(endpoint.where)) from error
+        except TimeoutError as error:
+            sock.close()
+            raise ControlError(f"voice-agent did not answer within {timeout:g} s "
+                               f"at {endpoint.where}") from error
+        except OSError as error:
+            sock.close()
+            raise ControlError(f"cannot reach voice-agent at {endpoint.where}: {error}") from error
+        except BaseException:
+            sock.close()
+            raise
 
 
 def _not_running(where: str) -> str:
@@ -548,10 +724,51 @@ def _encode(reply: ControlReply) -> bytes:
     return json.dumps({"ok": reply.ok, "message": reply.message}).encode() + b"\n"
 
 
-def _readable(sock: socket.socket, timeout: float) -> bool:
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_READ)
-        return bool(selector.select(timeout))
+def _too_large() -> ControlReply:
+    return ControlReply(False, f"request too large (over {MAX_REQUEST_BYTES} bytes)")
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice: which value was meant is anybody's guess."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(json.dumps(key))
+        result[key] = value
+    return result
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _peer_credentials(sock: socket.socket) -> tuple[int, int | None] | None:
+    """The user id and (where known) process id of whoever is at the other end of a
+    connected Unix socket, as the kernel recorded them when it connected; None where the
+    platform cannot tell, and then the 0700 folder alone keeps other users out. Raises
+    OSError when the platform can tell but the query failed."""
+    if sys.platform.startswith("linux"):  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+        layout = struct.Struct("=iII")
+        pid, uid, _ = layout.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                    layout.size))
+        return uid, pid
+    local_peercred: int | None = getattr(socket, "LOCAL_PEERCRED", None)
+    if local_peercred is not None:
+        # macOS and FreeBSD (getpeereid is built on it): level SOL_LOCAL, which is 0, and
+        # struct xucred {u_int cr_version; uid_t cr_uid; ...}, version 0.
+        data = sock.getsockopt(0, local_peercred, 256)
+        version, uid = struct.unpack_from("=II", data)
+        if version != 0:
+            raise OSError(f"unknown struct xucred version {version}")
+        return uid, None
+    return None
 
 
 def _check_socket_path(path: Path) -> None:

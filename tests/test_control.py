@@ -509,9 +509,8 @@ def test_stop_interrupts_a_client_that_connected_and_said_nothing(runtime: Path)
     server.start()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
         silent.connect(str(runtime / SOCKET_NAME))
-        # The server is now waiting on the silent client, so the next one is not answered.
-        with pytest.raises(ControlError, match="did not answer"):
-            send(ControlRequest("status"), timeout=0.3, transport="unix")
+        # The silent client holds up nobody: the next one is answered at once.
+        assert send(ControlRequest("status"), timeout=5, transport="unix").ok
         [thread] = control_threads()
 
         started = time.monotonic()
