@@ -86,8 +86,10 @@ def llm_settings(cfg: Config, use_server: bool) -> LLMConfig:
 
 class Assistant:
     def __init__(self, cfg: Config, bus: EventBus | None = None,
-                 history: History | None = None) -> None:
+                 history: History | None = None,
+                 player_factory: Callable[[Config], AudioPlayer] | None = None) -> None:
         self.cfg = cfg
+        self._make_player = player_factory or make_player  # a benchmark instruments it
         self.bus = bus or EventBus()
         self.turn_timer = TurnTimer().attach(self.bus)  # each turn's timings, at debug level
         self.history = history or History()
@@ -145,7 +147,7 @@ class Assistant:
             self._route(kind, text)
 
     def _load_speech(self) -> SpeechPipeline:
-        player = make_player(self.cfg)
+        player = self._make_player(self.cfg)
         player.start()  # the device is checked before the model loads
         try:
             engine = load_engine(self.cfg)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.audio.events import PlaybackEvent, PlaybackKind
@@ -35,6 +36,9 @@ from agent.speech import SpeechPipeline
 from agent.text import ClauseChunker
 
 log = logging.getLogger(__name__)
+
+WAITER_THREADS = 4
+WAITER_THREAD_NAME = "conversation-wait"
 
 
 @dataclass
@@ -75,6 +79,11 @@ class Conversation:
         # Muted: replies are shown, not spoken (takes effect from the next reply).
         self.mute = False
         self._loop = asyncio.new_event_loop()
+        # The threads that wait for the speech to end (asyncio.to_thread): a pool of a known
+        # size, named, shut down with the conversation.
+        self._waiters = ThreadPoolExecutor(max_workers=WAITER_THREADS,
+                                           thread_name_prefix=WAITER_THREAD_NAME)
+        self._loop.set_default_executor(self._waiters)
         self._thread = threading.Thread(target=self._loop.run_forever, name="llm-loop",
                                         daemon=True)
         self._inputs: asyncio.Queue[str] | None = None
@@ -127,6 +136,7 @@ class Conversation:
                 log.exception("conversation shutdown")
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=timeout)
+        self._waiters.shutdown(wait=False, cancel_futures=True)
         try:
             self.history.save()  # a last try for what a full disk kept in memory
         except HistoryNotSaved as error:

@@ -9,18 +9,32 @@ import statistics
 import tempfile
 from pathlib import Path
 
+from tests.harness.microphone import VirtualMicrophone
 from tests.harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
 
 
 def start_audio() -> Path:
     """Start the tapped sound server for this process; stopped at exit."""
+    return _start_audio()[0]
+
+
+def start_audio_and_microphone() -> tuple[Path, VirtualMicrophone]:
+    """The tapped sound server and the virtual microphone on it; stopped at exit."""
+    tap, procs = _start_audio()
+    microphone = VirtualMicrophone(procs)
+    atexit.register(microphone.close)
+    reinitialise_portaudio()  # PortAudio lists the new source
+    return tap, microphone
+
+
+def _start_audio() -> tuple[Path, Processes]:
     workdir = Path(tempfile.mkdtemp(prefix="voice-agent-bench-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     procs = Processes(workdir)
     atexit.register(procs.stop)
     tap = start_pulse_with_tap(procs, workdir)
     reinitialise_portaudio()
-    return tap
+    return tap, procs
 
 
 def start_desktop() -> None:
