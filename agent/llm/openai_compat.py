@@ -255,7 +255,7 @@ class HttpStream:
                     whole = (await response.aread()).decode("utf-8", "replace")
                     yield whole.replace("\r", " ").replace("\n", " ")
                     return
-                async for line in response.aiter_lines():
+                async for line in stream_lines(response.aiter_text()):
                     yield line
         except (httpx.ConnectError, httpx.ConnectTimeout) as error:
             raise self.unreachable(error) from None
@@ -263,6 +263,24 @@ class HttpStream:
             raise self.stalled(answering) from None
         except httpx.HTTPError as error:
             raise self.broken(error, answering) from None
+
+
+async def stream_lines(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+    """Lines split at CR, LF or CRLF only, as SSE and NDJSON define them. (httpx's
+    aiter_lines splits like str.splitlines, also at U+2028, U+2029 and U+0085, which JSON
+    allows unescaped inside a string: llama.cpp sends them raw.)"""
+    pending = ""
+    async for piece in pieces:
+        pending += piece
+        held = ""
+        if pending.endswith("\r"):  # maybe the first half of a CRLF split across pieces
+            pending, held = pending[:-1], "\r"
+        *lines, pending = _LINE_BREAK.split(pending)
+        for line in lines:
+            yield line
+        pending += held
+    if pending:
+        yield pending.removesuffix("\r")
 
 
 def _root_cause(error: BaseException) -> str:
@@ -279,6 +297,9 @@ def _root_cause(error: BaseException) -> str:
             return cause.strerror
         cause = cause.__cause__ or cause.__context__
     return str(error) or type(error).__name__.lower()
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _capitalised(text: str) -> str:

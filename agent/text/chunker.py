@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
@@ -69,6 +70,16 @@ _ABBREVIATIONS = frozenset(
 _DOTTED_RE = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_]")
 _ENTITY_RE = re.compile(r"&#?[A-Za-z0-9]+")
 _TOKEN_CAP = 24
+# Inline code, a link or an HTML tag is never cut, but one still open after this many
+# characters is taken for a stray "`", "[" or "<": a reply with one must not become a single
+# chunk that nothing is spoken of until the line ends. Only a construct longer than this can
+# be read differently in pieces than whole.
+PROTECTED_MAX_CHARS = 300
+# A run with no place to split (a word with no spaces, a flood of one character) is cut
+# after this many characters, even inside code, a link or a tag, so no chunk, and no
+# synthesis job, grows without bound. Longer than any URL worth keeping whole (a URL is read
+# as its host name).
+MAX_RUN_CHARS = 600
 
 
 @dataclass
@@ -157,6 +168,9 @@ class ClauseChunker:
         self._paren = 0  # 1 inside (link target)
         self._after_bracket = False
         self._tag = 0  # 1: just read "<", 2: inside an HTML tag
+        self._protect_until = 1 << 62  # the code, link or tag open now lapses after this
+        self._last_split = 0  # the latest split point (space, boundary or forced)
+        self._force_at = MAX_RUN_CHARS  # no split point by here: force one
         self._fence_char = ""
         self._fence_len = 0
         self._fence_opening = False  # still on the ``` line itself
@@ -191,6 +205,8 @@ class ClauseChunker:
     def _step(self, ch: str) -> None:
         p = self._pos
         self._pos = p + 1
+        if p >= self._force_at:
+            self._force_split(ch, p)
         if self._plain:
             # fast paths for the commonest characters, doing what _scan would do
             if ch.isalnum():
@@ -317,6 +333,35 @@ class ClauseChunker:
         """Inside inline code, a link or an HTML tag: no boundary, no split at a space."""
         return bool(self._code or self._bracket or self._paren or self._tag == 2)
 
+    def _open(self, p: int) -> None:
+        """Code, a link or a tag starts at `p`: its protection lasts PROTECTED_MAX_CHARS."""
+        if not self._protected():
+            self._protect_until = p + PROTECTED_MAX_CHARS
+
+    def _lapse(self) -> None:
+        """Past `_protect_until`: what is still open was a stray opener, not a construct."""
+        self._code = self._bracket = self._paren = self._tag = 0
+        self._after_bracket = False
+        self._protect_until = 1 << 62
+
+    def _force_split(self, ch: str, p: int) -> None:
+        """MAX_RUN_CHARS without a split point: make one before `ch` (not between a letter
+        and its combining mark or joiner, unless those run on too)."""
+        if self._mode is _Mode.LINE:
+            if (p < self._last_split + MAX_RUN_CHARS + _TOKEN_CAP
+                    and (unicodedata.category(ch)[0] == "M" or ch in "\u200c\u200d")):
+                self._force_at = p + 1
+                return
+            if p > self._protect_until:
+                self._lapse()
+            if ch.isspace() and not self._prev_space:
+                return  # this space becomes a split point itself
+            self._spos.append(p)
+            self._swords.append(self._words)
+            self._changed = True
+        self._last_split = p
+        self._force_at = p + MAX_RUN_CHARS
+
     def _scan(self, ch: str, p: int) -> None:
         if ch == "\n":
             self._end_line(p)
@@ -325,6 +370,7 @@ class ClauseChunker:
             self._ticks += 1
         elif self._ticks:
             if not self._code:
+                self._open(p)
                 self._code = self._ticks
             elif self._code == self._ticks:
                 self._code = 0
@@ -340,9 +386,12 @@ class ClauseChunker:
             return
         before = self._token
         self._note_visible(ch)
+        if p > self._protect_until:
+            self._lapse()
         # Links are resolved before code and tags by to_speakable, so track them everywhere.
         # Like its regex, a link's text runs from a "[" to the first "]".
         if ch == "[":
+            self._open(p)
             self._bracket = 1
             self._after_bracket = False
             return
@@ -357,6 +406,7 @@ class ClauseChunker:
         if self._after_bracket:
             self._after_bracket = False
             if ch == "(":
+                self._open(p)
                 self._paren = 1
                 return
         if self._code or ch == "`":
@@ -366,9 +416,11 @@ class ClauseChunker:
                 self._tag = 0
             return
         if self._tag == 1:
-            self._tag = 2 if ch.isascii() and (ch.isalpha() or ch in "/!") else 0
-            if self._tag == 2:
+            if ch.isascii() and (ch.isalpha() or ch in "/!"):
+                self._open(p)
+                self._tag = 2
                 return
+            self._tag = 0
         if ch == "<":
             self._tag = 1
             return
@@ -384,11 +436,17 @@ class ClauseChunker:
             self._token += ch
 
     def _record_space(self, p: int) -> None:
+        if p > self._protect_until:
+            self._lapse()
         if not self._prev_space and not self._protected() and p > self._start:
             self._spos.append(p)
             self._swords.append(self._words)
-            if p > self._start + self.max_chunk_chars:
-                self._changed = True  # spaces only matter to an overlong chunk
+            self._last_split = p
+            self._force_at = p + MAX_RUN_CHARS
+            # spaces only matter to an overlong chunk, or to one capped at a number of words
+            if p > self._start + self.max_chunk_chars or (
+                    self._emitted < 2 and self._words - self._start_words >= self._cap() > 0):
+                self._changed = True
         self._prev_space = True
         self._token = ""
 
@@ -489,6 +547,9 @@ class ClauseChunker:
         self._bkind.append(kind)
         self._bwords.append(words)
         self._last_bpos = pos
+        if pos > self._last_split:
+            self._last_split = pos
+            self._force_at = pos + MAX_RUN_CHARS
         self._changed = True
 
     def _finish_scan(self) -> None:
@@ -547,7 +608,13 @@ class ClauseChunker:
                    and self._swords[k] - self._start_words < cap):
                 k += 1
             if k < len(self._spos) and self._spos[k] < settled and self._spos[k] <= limit:
-                return _Cut(self._spos[k], self._swords[k])
+                if self._final or self._words - self._start_words > cap:
+                    return _Cut(self._spos[k], self._swords[k])
+                if settled <= limit:
+                    # a clause boundary may still end the chunk here ("one two three four
+                    # —"): decide when the next word starts
+                    self._wake_at = self._pos + 1
+                    return None
         if settled <= limit:
             self._wake_at = limit + 1
             return None
