@@ -356,6 +356,10 @@ class Assistant:
         if recorder is None or not recorder.recording:
             return
         samples, rate = recorder.stop(), recorder.sample_rate
+        if recorder.error:  # the microphone died part way: half a question is not sent
+            self._notice(recorder.error)
+            self.bus.publish(StateChanged(AgentState.IDLE, 0))
+            return
         self.bus.publish(StateChanged(AgentState.THINKING, 0))
         threading.Thread(target=self._transcribe_and_submit, args=(samples, rate),
                          name="stt", daemon=True).start()

@@ -98,6 +98,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
             sys.stderr.write("\n")
     released = time.monotonic()
     loader.join()
+    if recorder.error:  # the microphone went away while listening
+        log.error("%s", recorder.error)
+        return 2
     try:
         text = transcriber.transcribe(samples, recorder.sample_rate)
     except SttModelError as error:

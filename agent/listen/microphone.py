@@ -8,10 +8,20 @@ recording (agent.listen.whisper), which it needs to hear a word that starts at o
 
 The PortAudio callback only copies each block, keeps its level for a meter, and (toggle
 mode) hands it to a watcher thread that runs the VAD and says when the speaker has finished.
+
+Faults: when the stream dies under us (the microphone unplugged, the sound server killed),
+PortAudio ends it at once and calls its finished callback: the recording ends there with the
+reason "microphone lost" and `Recorder.error` says what happened and what to do; `stop()`
+still returns what was heard before. PortAudio reads the list of devices only when it
+initialises, so a microphone (or a sound server) that appears later is invisible to it: when
+no usable input is found, `start()` reads the list again (`refresh_portaudio`) and tries once
+more.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import queue
 import threading
@@ -38,7 +48,22 @@ NO_INPUT_HELP = (
     "to see the input devices; type instead of talking meanwhile.")
 
 Samples = npt.NDArray[np.float32]
-SilenceListener = Callable[[str], None]  # the reason: "silence", "no speech", "time limit"
+# The reason: "silence", "no speech", "time limit" or "microphone lost".
+SilenceListener = Callable[[str], None]
+LOST = "microphone lost"
+LOST_HELP = (
+    "The microphone stopped while listening: it was unplugged, or the sound server "
+    "(PulseAudio/PipeWire) stopped. What was said after that is lost. Check the microphone "
+    "and the sound server (`pactl info`, `voice-agent devices`), then talk again; no restart "
+    "is needed.")
+
+GONE_HELP = (
+    "The microphone cannot be opened ({}): it is gone, or the sound server (PulseAudio/"
+    "PipeWire) is not running (`pactl info`). Check it, run `voice-agent devices` to see the "
+    "input devices, and talk again; no restart is needed. Type instead meanwhile.")
+
+# Opening a stream and re-initialising PortAudio must not overlap (in this module).
+_portaudio_lock = threading.Lock()
 
 
 class NoInputDevice(RuntimeError):
@@ -77,6 +102,42 @@ def resolve_input(spec: str | int | None) -> int | None:
                         f"index; {choices}")
 
 
+def open_streams(sd: Any) -> int:
+    """How many PortAudio streams this process has open through sounddevice now.
+
+    A stream whose constructor failed (PortAudio refused to open it) is left half made, its
+    `_ptr` still the `PaStream **` out-parameter, and stays alive as long as the exception's
+    traceback does: that is no open stream (`closed` would say it is)."""
+    stream_ptr = sd._ffi.typeof("PaStream *")
+    return sum(1 for obj in gc.get_objects()
+               if isinstance(obj, sd._StreamBase) and not obj.closed
+               and sd._ffi.typeof(obj._ptr) is stream_ptr)
+
+
+def refresh_portaudio() -> bool:
+    """Make PortAudio read the list of devices again (a microphone plugged in, a sound server
+    started since it initialised); True when it did.
+
+    Pa_Terminate closes every open stream and frees it under its Python object, which then
+    holds a dangling pointer. So this refuses (False) while any sounddevice stream of this
+    process is open, such as the speech player's; the message the caller shows then stands
+    until that stream is closed. About 30 ms; only for the path where no input was found.
+    """
+    try:
+        import sounddevice as sd
+    except OSError:  # PortAudio itself is missing: nothing to refresh
+        return False
+    with _portaudio_lock:
+        busy = open_streams(sd)
+        if busy:
+            log.info("not re-reading the audio devices: %d stream(s) open", busy)
+            return False
+        sd._terminate()
+        sd._initialize()
+    log.info("re-read the audio device list")
+    return True
+
+
 def dbfs(block: Samples) -> float:
     """RMS level in dB relative to full scale, floored for silence."""
     if block.size == 0:
@@ -92,6 +153,11 @@ class Recorder:
     `silence_stop` (toggle mode) watches for the end of speech on a thread of its own and
     then sets `ended` and calls `on_end(reason)` (from that thread: post to your own loop
     rather than working there; calling `stop()` from it is allowed).
+
+    If the stream dies (the microphone unplugged, the sound server gone), the recording ends
+    the same way, in either mode, with the reason LOST, and `error` says what happened and
+    what to do; `stop()` then returns what was heard before, and the next `start()` opens
+    the microphone afresh.
     """
 
     def __init__(self, device: str | int | None = None, sample_rate: int = RECORD_RATE,
@@ -105,12 +171,16 @@ class Recorder:
         self.max_s = max_s
         self.ended = threading.Event()
         self.end_reason = ""
+        self.error = ""  # why the last recording ended early (LOST_HELP); "" when it did not
         self.overflows = 0
         # Measurements of the last start(): how long opening took, and when the first block
         # arrived (both from the start() call).
         self.open_s = 0.0
         self.first_block_s: float | None = None
         self._stream: Any = None
+        # The running stream's token, from its start until stop(): its finished callback
+        # while it is still this one is a stream that died under us (PortAudio's thread).
+        self._live: object | None = None
         self._blocks: list[Samples] = []
         self._frames = 0
         self._max_frames = 0
@@ -140,13 +210,16 @@ class Recorder:
         """Open the microphone and record; raises NoInputDevice with what to do."""
         with self._state_lock:
             if self._stream is not None:
-                return
+                if self._live is not None:
+                    return  # already recording
+                stream, self._stream = self._stream, None  # died, and stop() was not called
+                self._close_stream(stream, lost=True)
+                self._stop_watcher()
             self._started_at = time.monotonic()
             self._blocks, self._frames, self.overflows = [], 0, 0
             self.first_block_s, self._level = None, LEVEL_FLOOR_DB
             self.ended.clear()
-            self.end_reason = ""
-            device = resolve_input(self.device)
+            self.end_reason = self.error = ""
             if self.silence_stop is not None:  # before the stream: it sees the first block
                 self._watch_queue = queue.SimpleQueue()
                 self._watcher = threading.Thread(
@@ -154,11 +227,23 @@ class Recorder:
                     name="listen-vad", daemon=True)
                 self._watcher.start()
             try:
-                self._stream = self._open(device)
+                self._stream = self._open_device()
             except BaseException:
                 self._stop_watcher()
                 raise
             self.open_s = time.monotonic() - self._started_at
+
+    def _open_device(self) -> Any:
+        """Find the device and open it; if that fails, read the device list again (the
+        microphone or the sound server may have appeared since PortAudio started) and retry
+        once. The second error is the one raised: it describes the present."""
+        try:
+            return self._open(resolve_input(self.device))
+        except NoInputDevice as error:
+            if not refresh_portaudio():
+                raise
+            log.info("retrying the microphone with a fresh device list (%s)", error)
+        return self._open(resolve_input(self.device))
 
     def _open(self, device: int | None) -> Any:
         try:
@@ -172,7 +257,10 @@ class Recorder:
         except sd.PortAudioError as error:
             # Some devices (WASAPI shared mode, some USB microphones) take only their own
             # rate: record at that and resample later.
-            native = int(sd.query_devices(device, "input")["default_samplerate"])
+            try:
+                native = int(sd.query_devices(device, "input")["default_samplerate"])
+            except (sd.PortAudioError, ValueError):  # no default input, or a stale index
+                native = rate
             if "sample rate" not in str(error).lower() or native == rate:
                 raise self._open_error(error) from error
             log.info("the microphone does not take %d Hz; recording at %d Hz", rate, native)
@@ -184,12 +272,17 @@ class Recorder:
     def _start_stream(self, sd: Any, device: int | None, rate: int) -> Any:
         self.sample_rate = rate
         self._max_frames = round(self.max_s * rate)
-        stream = sd.InputStream(
-            samplerate=rate, channels=1, dtype="float32", blocksize=round(BLOCK_S * rate),
-            latency="low", device=device, callback=self._callback)
+        token = object()
+        with _portaudio_lock:
+            stream = sd.InputStream(
+                samplerate=rate, channels=1, dtype="float32", blocksize=round(BLOCK_S * rate),
+                latency="low", device=device, callback=self._callback,
+                finished_callback=lambda: self._on_finished(token))
+        self._live = token
         try:
             stream.start()
         except Exception:
+            self._live = None
             stream.close()
             raise
         return stream
@@ -200,21 +293,38 @@ class Recorder:
             return NoInputDevice(
                 f"the microphone is busy ({text}): another program is using it. Close that "
                 "program or choose another input device (`voice-agent devices`).")
+        if "-9993" in text:  # what PortAudio's ALSA host API says when the device won't open
+            return NoInputDevice(GONE_HELP.format(text))
         return NoInputDevice(f"cannot open the microphone ({text}). {NO_INPUT_HELP}")
 
     def stop(self) -> Samples:
         """Close the microphone; the recording since start() (empty if none)."""
         with self._state_lock:
             stream, self._stream = self._stream, None
+            lost, self._live = self._live is None, None  # what finishes now is our doing
             if stream is not None:
-                try:
-                    stream.stop()
-                finally:
-                    stream.close()
+                self._close_stream(stream, lost)
             self._stop_watcher()
             blocks, self._blocks = self._blocks, []
         self._level = LEVEL_FLOOR_DB
         return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+    @staticmethod
+    def _close_stream(stream: Any, lost: bool) -> None:
+        """Stop and close; never raises (a dead stream may refuse, and the caller is ending
+        the recording either way)."""
+        import sounddevice as sd
+
+        try:
+            if lost:
+                stream.abort()  # nothing to drain from a dead device
+            else:
+                stream.stop()
+        except sd.PortAudioError as error:
+            log.warning("stopping the microphone: %s", error)
+        finally:
+            with contextlib.suppress(sd.PortAudioError):
+                stream.close()
 
     def cancel(self) -> None:
         """Stop and forget what was recorded."""
@@ -245,6 +355,17 @@ class Recorder:
         self._frames += frames
         if self._watcher is not None:
             self._watch_queue.put_nowait(block)
+
+    def _on_finished(self, token: object) -> None:
+        """PortAudio's thread: a stream has ended. Unless stop() ended it, it died."""
+        if token is not self._live:
+            return
+        self._live = None
+        self.error = LOST_HELP
+        self._level = LEVEL_FLOOR_DB
+        log.warning("the microphone stream ended by itself (device or sound server gone)")
+        if not self.ended.is_set():
+            self._end(LOST)
 
     # -- toggle mode --------------------------------------------------------------------------
 

@@ -73,11 +73,14 @@ class SileroVad:
 
 @dataclass(frozen=True)
 class SpeechSpan:
-    """Where a clip's speech is, in samples (start == end when there is none)."""
+    """Where a clip's speech is, in samples (start == end when there is none), and how sure
+    the VAD was of it."""
 
     start: int
     end: int
     speech_samples: int  # windows over the threshold, counted
+    mean_probability: float = 0.0  # of those windows
+    flatness: float = 0.0  # their median spectral flatness (see spectral_flatness)
 
     @property
     def speech_s(self) -> float:
@@ -93,7 +96,21 @@ def find_speech(vad: SileroVad, samples: Samples, threshold: float = 0.5) -> Spe
     if windows.size == 0:
         return SpeechSpan(0, 0, 0)
     return SpeechSpan(int(windows[0]) * WINDOW, min(samples.size, (int(windows[-1]) + 1) * WINDOW),
-                      windows.size * WINDOW)
+                      windows.size * WINDOW, float(probabilities[windows].mean()),
+                      spectral_flatness(samples, windows))
+
+
+def spectral_flatness(samples: Samples, windows: npt.NDArray[np.intp]) -> float:
+    """The median, over the given VAD windows, of each window's spectral flatness: the
+    geometric over the arithmetic mean of its power spectrum. About 0.56 for white noise,
+    0.03-0.3 for pink or clipped noise, near 0.001 for clean voiced speech (harmonics)."""
+    whole = windows[(windows + 1) * WINDOW <= samples.size]
+    if whole.size == 0:
+        return 0.0
+    frames = samples[whole[:, None] * WINDOW + np.arange(WINDOW)].astype(np.float64)
+    power = np.abs(np.fft.rfft(frames * np.hanning(WINDOW), axis=1)) ** 2 + 1e-12
+    flatness = np.exp(np.mean(np.log(power), axis=1)) / np.mean(power, axis=1)
+    return float(np.median(flatness))
 
 
 @dataclass(frozen=True)
