@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
+from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind
+from agent.audio.sinks import MemorySink
 from agent.config import ConversationConfig, LLMConfig
 from agent.conversation import Conversation
 from agent.events import AgentEvent, AgentState, Notice, ReplyDelta, ReplyDone, StateChanged
@@ -87,37 +88,20 @@ def replies(*texts: str, ensure_ascii: bool = True) -> Script:
 
 # --- the speech side: the real pipeline and Kokoro, a thin device ---------------------------
 
-class ThinSink:
+class ThinSink(MemorySink):
     """Stands in for the audio device: plays each chunk at once, or (hold) keeps it queued
     until `play()`, like a device still playing earlier audio. Keeps no samples once played.
     The queue it holds is the audio queue whose bound is measured."""
 
-    sample_rate = SR
-
     def __init__(self, hold: bool = False) -> None:
+        super().__init__(SR)
         self.hold = hold
         self.waiting: list[AudioChunk] = []
         self.played: list[tuple[int, str, int]] = []  # (turn, text, samples)
         self.dropped = 0
         self.most_waiting = 0
         self.most_waiting_samples = 0
-        self._min_turn = 0
         self._lock = threading.Lock()
-        self._listeners: list[PlaybackListener] = []
-
-    def start(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def add_listener(self, listener: PlaybackListener) -> None:
-        self._listeners.append(listener)
-
-    def _emit(self, kind: PlaybackKind, chunk: AudioChunk | None = None, played: int = 0) -> None:
-        event = PlaybackEvent.of(kind, chunk, played)
-        for listener in list(self._listeners):
-            listener(event)
 
     @property
     def done(self) -> int:
