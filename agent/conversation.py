@@ -33,12 +33,18 @@ from agent.events import (
 from agent.history import History, HistoryEntry, HistoryNotSaved
 from agent.llm.base import ChatBackend, LLMError, Message
 from agent.speech import SpeechPipeline
-from agent.text import ClauseChunker
+from agent.text import ChunkLimits, ClauseChunker
 
 log = logging.getLogger(__name__)
 
 WAITER_THREADS = 4
 WAITER_THREAD_NAME = "conversation-wait"
+# How a reply is cut for speech. Kokoro takes ~0.6 s for three words here and renders about
+# 1.3 s of speech per second: the first chunk is what the user waits for, so it is short (a
+# clause of 2+ words, else cut after 3), and the next ones grow only as fast as each can be
+# synthesised while the one before it plays; after the ramp, whole sentences.
+REPLY_CHUNKING: ChunkLimits = {"first_chunk_min_words": 2, "first_chunk_max_words": 3,
+                                "second_chunk_max_words": 4, "later_chunk_max_words": (6, 8, 11)}
 
 
 @dataclass
@@ -252,11 +258,7 @@ class Conversation:
         self._finish(reply, interrupted)
 
     async def _stream_reply(self, reply: _Reply, messages: list[Message]) -> None:
-        # Kokoro takes ~0.6 s for two words and ~1 s for four here: the first chunk is what
-        # the user waits for, so it is short (a clause of 2+ words, else cut after 4); the
-        # second is capped at 10 so it is ready soon after the first ends; then sentences.
-        chunker = ClauseChunker(first_chunk_min_words=2, first_chunk_max_words=4,
-                                second_chunk_max_words=10)
+        chunker = ClauseChunker(**REPLY_CHUNKING)
         backend = self.backend  # a backend chosen meanwhile takes the next reply
         speech = self.speech if reply.spoken else None
         try:

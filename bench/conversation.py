@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent.audio.events import PlaybackEvent, PlaybackKind
@@ -45,12 +47,14 @@ class Marks:
         self.first_text = 0.0
         self.first_audio = 0.0
         self.audio.clear()
+        self.playback: list[PlaybackEvent] = []
 
     def on_agent(self, event: AgentEvent) -> None:
         if isinstance(event, ReplyDelta) and event.text and not self.first_text:
             self.first_text = time.monotonic()
 
     def on_playback(self, event: PlaybackEvent) -> None:
+        self.playback.append(event)
         if event.kind is PlaybackKind.STARTED and not self.first_audio:
             self.first_audio = event.at
             self.audio.set()
@@ -90,6 +94,29 @@ def streamed(conversation: Conversation, marks: Marks, question: str) -> tuple[f
     conversation.interrupt()
     conversation.wait_idle(30)
     return marks.first_audio - begin, marks.first_audio - marks.first_text
+
+
+@dataclass
+class Stalls:
+    """Silence the listener was not meant to hear: a chunk finished playing before the next
+    one was synthesised (the pauses between clauses are part of the chunks)."""
+
+    seconds: list[float]  # each stall between two chunks of the reply
+    chunks: int
+    speech_s: float  # the reply's audio, pauses included
+
+
+def stalls(conversation: Conversation, marks: Marks, question: str) -> Stalls:
+    """One whole spoken reply; how long the audio stopped between its chunks."""
+    conversation.history.clear()
+    marks.reset()
+    conversation.submit(question)
+    assert conversation.wait_idle(300)
+    started = {e.seq: e for e in marks.playback if e.kind is PlaybackKind.STARTED}
+    finished = {e.seq: e for e in marks.playback if e.kind is PlaybackKind.FINISHED}
+    order = sorted(started)
+    gaps = [max(0.0, started[b].at - finished[a].at) for a, b in itertools.pairwise(order)]
+    return Stalls(gaps, len(order), sum(e.total for e in finished.values()) / 24_000)
 
 
 def naive(engine, question: str, llm: LLMConfig) -> float:  # type: ignore[no-untyped-def]
@@ -172,6 +199,17 @@ def main() -> None:
 
     print(f"{'Enter -> first audio':30}{cell(ours):>18}{cell(baseline):>18}")
     print(f"{'first token -> first audio':30}{cell(token_to_audio):>18}")
+
+    # Whole replies: a short first chunk must not leave holes after it.
+    with spoken_conversation(engine, llm, DEFAULT_SYSTEM_PROMPT) as (conversation, marks):
+        assert conversation.warmed.wait(60)
+        replies = [stalls(conversation, marks, question) for question in QUESTIONS]
+    every = [gap for reply in replies for gap in reply.seconds]
+    audible = [gap for gap in every if gap > 0.05]
+    print(f"whole replies: {len(replies)}, {sum(r.chunks for r in replies)} chunks, "
+          f"{sum(r.speech_s for r in replies):.1f} s of speech; stalls between chunks: "
+          f"{len(audible)} over 50 ms, total {sum(every):.2f} s, "
+          f"longest {max(every, default=0):.2f} s")
 
     from agent.llm.embedded import locate_model
     from tests.harness.llm_servers import start_llama_server

@@ -58,181 +58,37 @@ import onnxruntime as ort
 
 from agent.tts import kokoro, models, voices
 from agent.tts.base import SAMPLE_RATE, trim_silence
+from agent.tts.kokoro_graph import (
+    CAP_INPUT,
+    CAP_INPUTS,
+    DURATIONS,
+    FRAME_SAMPLES,
+    NO_CAP,
+    NON_PHONEMES,
+    edit_graph,
+    frame_caps,
+    generator_slice_patch,
+    int64_value_info,
+    node,
+)
 
-FRAME = 600  # samples per duration frame (24 kHz)
-BIG = 10_000  # "no cap"
-# Characters misaki puts in the phoneme string that are not sounds.
-NON_PHONEMES = frozenset(';:,.!?¡¿—…"()“”«» ')
+FRAME = FRAME_SAMPLES
+BIG = NO_CAP
 
 # -- the patches -----------------------------------------------------------------------------
-# Done on the serialized model with a few lines of protobuf (no `onnx` package needed).
-#
-# /encoder/Round -> Clip(min 1) -> Cast(int64) = DURATIONS, frames per token [1, T]. It is read
-# only by the Gather that drops the batch axis before CumSum/Range build the alignment.
-# The alignment feeds the prosody predictor (a frame-level LSTM and AdaIN blocks: F0 and
-# energy curves) and the frame-level decoder; then the generator (HiFiGAN-style upsampling +
-# iSTFT, ~85% of the time) renders DECODED (x, 2 per frame) with the harmonic source from
-# F0_CURVE (2 per frame).
-DURATIONS = "/encoder/Cast_output_0"
+# generator_slice_patch is the one the agent uses (agent/tts/kokoro_graph.py). The naive one
+# below caps the durations for the whole model, as a comparison. /encoder/Gather is the only
+# reader of DURATIONS: it drops the batch axis before CumSum/Range build the alignment.
 DURATIONS_READER = "/encoder/Gather"
-DECODED, DECODED_READER = ("/decoder/decoder/decode.3/Div_4_output_0",
-                           "/decoder/decoder/generator/LeakyRelu")
-F0_CURVE, F0_READER = ("/decoder/decoder/Unsqueeze_output_0",
-                       "/decoder/decoder/generator/f0_upsamp/Resize")
-CAP_INPUT = "durations_cap"  # int64 [1, T], like tokens: the most frames each token may keep
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: bytes | memoryview):  # type: ignore[no-untyped-def]
-    """(field number, wire type, the whole field's bytes, its payload if length-delimited)."""
-    pos = 0
-    while pos < len(buf):
-        start = pos
-        key, pos = _read_varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        payload = None
-        if wire == 0:
-            _, pos = _read_varint(buf, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            size, pos = _read_varint(buf, pos)
-            payload, pos = buf[pos:pos + size], pos + size
-        else:
-            raise ValueError(f"wire type {wire}")
-        yield number, wire, buf[start:pos], payload
-
-
-def _len_field(number: int, payload: bytes | bytearray | memoryview) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + bytes(payload)
-
-
-def _str(number: int, text: str) -> bytes:
-    return _len_field(number, text.encode())
-
-
-def _node(op: str, inputs: list[str], outputs: list[str], name: str) -> bytes:
-    """NodeProto: input 1, output 2, name 3, op_type 4."""
-    return (b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
-            + _str(3, name) + _str(4, op))
-
-
-def _int64_initializer(name: str, values: list[int]) -> bytes:
-    """TensorProto: dims 1, data_type 2 (INT64 = 7), name 8, raw_data 9."""
-    return (_varint(1 << 3) + _varint(len(values)) + _varint(2 << 3) + _varint(7)
-            + _str(8, name) + _len_field(9, np.array(values, "<i8").tobytes()))
-
-
-def _int64_value_info(name: str, dims: list[int | str] | None) -> bytes:
-    """ValueInfoProto{name, type{tensor_type{elem_type INT64, shape{dim...}}}}."""
-    tensor = _varint(1 << 3) + _varint(7)
-    if dims is not None:
-        tensor += _len_field(2, b"".join(
-            _len_field(1, _varint(1 << 3) + _varint(d) if isinstance(d, int) else _str(2, d))
-            for d in dims))
-    return _str(1, name) + _len_field(2, _len_field(1, tensor))
-
-
-def _edit_graph(model: bytes, rewire: dict[str, tuple[str, str]], nodes: list[bytes],
-                initializers: list[bytes], inputs: list[bytes], outputs: list[bytes]) -> bytes:
-    """The model with, in its graph: the nodes named in `rewire` reading a new tensor in place
-    of an old one ({node name: (old input, new input)}), and the new nodes, initializers
-    (TensorProto), inputs and outputs (ValueInfoProto) added. Raises ValueError if a node to
-    rewire is missing or does not read the old tensor: a graph this patch does not know."""
-    view = memoryview(model)
-    out = bytearray()
-    found: set[str] = set()
-    for number, _wire, whole, payload in _fields(view):
-        if number != 7:  # ModelProto.graph
-            out += whole
-            continue
-        graph = bytearray()
-        for g_number, _w, g_whole, g_payload in _fields(payload):
-            if g_number != 1:  # GraphProto.node
-                graph += g_whole
-                continue
-            fields = list(_fields(g_payload))
-            name = next((bytes(p).decode() for n, _, _, p in fields if n == 3), "")
-            if name not in rewire:
-                graph += g_whole
-                continue
-            old, new = rewire[name]
-            node = bytearray()
-            for n, _, f_whole, f_payload in fields:
-                if n == 1 and bytes(f_payload) == old.encode() and name not in found:
-                    node += _str(1, new)
-                    found.add(name)
-                else:
-                    node += f_whole
-            graph += _len_field(1, node)
-        graph += b"".join(_len_field(1, n) for n in nodes)
-        graph += b"".join(_len_field(5, t) for t in initializers)
-        graph += b"".join(_len_field(11, i) for i in inputs)
-        graph += b"".join(_len_field(12, o) for o in outputs)
-        out += _len_field(7, graph)
-    if found != set(rewire):
-        raise ValueError(f"not the Kokoro graph this patch knows (missing {set(rewire) - found})")
-    return bytes(out)
-
-
-_CAP_INPUTS = [_int64_value_info(CAP_INPUT, [1, "sequence_length"])]
 
 
 def cap_durations_patch(model: bytes, expose: bool = False) -> bytes:
     """Naive: durations = Min(durations, durations_cap) for the whole model. Every stage
     then sees fewer frames."""
-    return _edit_graph(
+    return edit_graph(
         model, {DURATIONS_READER: (DURATIONS, "cap/durations")},
-        [_node("Min", [DURATIONS, CAP_INPUT], ["cap/durations"], "cap/min")], [],
-        _CAP_INPUTS, [_int64_value_info("cap/durations", None)] if expose else [])
-
-
-def generator_slice_patch(model: bytes, expose: bool = False) -> bytes:
-    """The predictor and the frame-level decoder see every frame, as today; the generator
-    renders only the frames that `Min(durations, durations_cap)` keeps, which must cap only
-    the first token and the last ones: frames [d0 - min(d0, cap0), that + sum(min(d, cap))),
-    times 2 for the generator's input rate. With no caps the slice is the whole: the output
-    is the original's, bit for bit."""
-    nodes = [
-        _node("Min", [DURATIONS, CAP_INPUT], ["cap/kept"], "cap/min"),
-        _node("Reshape", [DURATIONS, "cap/c_flat"], ["cap/d"], "cap/flat_d"),
-        _node("Reshape", ["cap/kept", "cap/c_flat"], ["cap/k"], "cap/flat_k"),
-        _node("Slice", ["cap/d", "cap/c_0", "cap/c_1"], ["cap/d0"], "cap/first_d"),
-        _node("Slice", ["cap/k", "cap/c_0", "cap/c_1"], ["cap/k0"], "cap/first_k"),
-        _node("Sub", ["cap/d0", "cap/k0"], ["cap/start"], "cap/start"),
-        _node("ReduceSum", ["cap/k"], ["cap/length"], "cap/length"),
-        _node("Add", ["cap/start", "cap/length"], ["cap/end"], "cap/end"),
-        _node("Mul", ["cap/start", "cap/c_2"], ["cap/start2"], "cap/start2"),
-        _node("Mul", ["cap/end", "cap/c_2"], ["cap/end2"], "cap/end2"),
-        _node("Slice", [DECODED, "cap/start2", "cap/end2", "cap/c_2"], ["cap/x"], "cap/x"),
-        _node("Slice", [F0_CURVE, "cap/start2", "cap/end2", "cap/c_2"], ["cap/f0"], "cap/f0"),
-    ]
-    constants = [_int64_initializer("cap/c_flat", [-1]), _int64_initializer("cap/c_0", [0]),
-                 _int64_initializer("cap/c_1", [1]), _int64_initializer("cap/c_2", [2])]
-    return _edit_graph(
-        model, {DECODED_READER: (DECODED, "cap/x"), F0_READER: (F0_CURVE, "cap/f0")},
-        nodes, constants, _CAP_INPUTS, [_int64_value_info("cap/kept", None)] if expose else [])
+        [node("Min", [DURATIONS, CAP_INPUT], ["cap/durations"], "cap/min")], [],
+        CAP_INPUTS, [int64_value_info("cap/durations", None)] if expose else [])
 
 
 # -- the variants ---------------------------------------------------------------------------
@@ -244,15 +100,7 @@ class Caps:
     last: int = BIG  # the last phoneme
 
     def array(self, phonemes: str, vocab: dict[str, int]) -> np.ndarray:
-        kept = [p for p in phonemes if p in vocab]
-        caps = np.full((1, len(kept) + 2), BIG, dtype=np.int64)
-        caps[0, 0] = self.lead
-        sounding = [i for i, p in enumerate(kept, start=1) if p not in NON_PHONEMES]
-        last = sounding[-1] if sounding else 0
-        caps[0, last + 1:] = self.tail
-        if last:
-            caps[0, last] = self.last
-        return caps
+        return frame_caps(phonemes, vocab, self.lead, self.tail, self.last)
 
 
 @dataclass(frozen=True)
@@ -269,6 +117,7 @@ VARIANTS = [
     Variant("cap-pads", "naive", Caps(lead=8, tail=1)),
     Variant("gen-soft", "generator", Caps(lead=10, tail=3)),
     Variant("gen-pads", "generator", Caps(lead=8, tail=1)),
+    Variant("gen-tail2", "generator", Caps(lead=8, tail=2)),
     Variant("gen-last", "generator", Caps(lead=8, tail=1, last=8)),
 ]
 BASE = VARIANTS[0]
@@ -286,7 +135,8 @@ class Result:
 class Bench:
     def __init__(self, threads: int, voice: str) -> None:
         files = models.resolve("packaged")
-        self.engine = kokoro.OnnxKokoro(files, threads=threads)  # phonemes, vocab, pack
+        # for phonemes, vocab and voice packs
+        self.engine = kokoro.OnnxKokoro(files, threads=threads, slice_silence=False)
         self.voice = voice
         self.pack = self.engine.pack(voice)
         self.vocab = self.engine.vocab
@@ -302,7 +152,7 @@ class Bench:
         self.sessions = {"plain": session(str(files.model))}
         self.plain_load_s = time.perf_counter() - started
         started = time.perf_counter()
-        patched = generator_slice_patch(raw, expose=True)
+        patched = generator_slice_patch(raw, expose_caps=True)
         self.patch_s = time.perf_counter() - started
         started = time.perf_counter()
         self.sessions["generator"] = session(patched)

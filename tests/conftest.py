@@ -82,6 +82,17 @@ def engine():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def transcriber():  # type: ignore[no-untyped-def]
+    """Whisper base as the assistant makes it (the default model, the VAD gate on), assembled
+    in the session's cache dir and loaded once."""
+    from agent.listen.whisper import Transcriber
+
+    transcriber = Transcriber()
+    transcriber.load()
+    return transcriber
+
+
+@pytest.fixture(scope="session")
 def llama_server():  # type: ignore[no-untyped-def]
     """The real llama.cpp OpenAI-compatible server with the packaged SmolLM2, on loopback."""
     from agent.llm.embedded import locate_model

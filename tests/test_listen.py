@@ -87,14 +87,6 @@ def human_clip(name: str) -> Path:
 
 
 @pytest.fixture(scope="session")
-def transcriber() -> Transcriber:
-    """Whisper base (the default), assembled in the session's cache dir and loaded once."""
-    transcriber = Transcriber()
-    transcriber.load()
-    return transcriber
-
-
-@pytest.fixture(scope="session")
 def kokoro_commands(engine) -> list[tuple[str, np.ndarray]]:  # type: ignore[no-untyped-def]
     """Spoken commands at 16 kHz, by the packaged Kokoro voice that reads English best."""
     return [(text, resample(engine.synthesize(text, "jm_kumo"), engine.sample_rate, MIC_RATE))

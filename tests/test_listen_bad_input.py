@@ -108,13 +108,6 @@ def trial(kind: str, index: int) -> np.ndarray:
     return KINDS[kind](rng, round(LENGTHS_S[index % len(LENGTHS_S)] * MIC_RATE))
 
 
-@pytest.fixture(scope="module")
-def transcriber() -> Transcriber:
-    transcriber = Transcriber()  # as the assistant makes it: Whisper base, the VAD gate on
-    transcriber.load()
-    return transcriber
-
-
 # -- straight into the transcriber ------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", list(KINDS))

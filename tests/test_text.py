@@ -439,3 +439,14 @@ def test_a_ramp_caps_the_second_chunk_too_then_sentences_follow() -> None:
     assert chunks == ["The sky is blue", "because of a process called scattering",
                       "that happens in the air all day long.",
                       "The next sentence is spoken whole however long it turns out."]
+
+
+def test_a_longer_ramp_caps_each_chunk_in_turn_then_sentences_follow() -> None:
+    chunker = ClauseChunker(first_chunk_min_words=2, first_chunk_max_words=3,
+                            second_chunk_max_words=4, later_chunk_max_words=(6,))
+    text = ("One two three four five six seven, eight nine ten eleven twelve thirteen "
+            "fourteen fifteen sixteen. The next sentence is spoken whole.")
+    chunks = [*chunker.feed(text), *chunker.flush()]
+    assert chunks == ["One two three", "four five six seven,",
+                      "eight nine ten eleven twelve thirteen",
+                      "fourteen fifteen sixteen. The next sentence is spoken whole."]

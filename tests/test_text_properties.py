@@ -25,6 +25,7 @@ chunker counts for its caps. The contracts checked:
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import unicodedata
@@ -33,14 +34,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.text import ClauseChunker, to_speakable
+from agent.conversation import REPLY_CHUNKING
+from agent.text import ChunkLimits, ClauseChunker, to_speakable
 from agent.text.chunker import MAX_RUN_CHARS, PROTECTED_MAX_CHARS
 from agent.text.speakable import _PICTOGRAPH_RANGES
 
 WORD_RE = re.compile(r"[^\W_]+")
-# agent/conversation.py, _stream_reply
-CONVERSATION_LIMITS = {"first_chunk_min_words": 2, "first_chunk_max_words": 4,
-                       "second_chunk_max_words": 10}
+CONVERSATION_LIMITS = REPLY_CHUNKING
+# the most words each of the conversation's first chunks may have, in order
+RAMP = (REPLY_CHUNKING["first_chunk_max_words"], REPLY_CHUNKING["second_chunk_max_words"],
+        *REPLY_CHUNKING["later_chunk_max_words"])
 MAX_CHUNK_CHARS = 300  # the chunker's default, which the conversation keeps
 # A forced cut waits a few characters rather than part a letter from its combining mark.
 RUN_SLACK = 32
@@ -66,7 +69,7 @@ def words_before_last_token(chunk: str) -> int:
 
 
 def chunks_of(text: str, cuts: list[int] | None = None,
-              limits: dict[str, int] | None = None) -> list[str]:
+              limits: ChunkLimits | None = None) -> list[str]:
     """The chunks of `text` fed in pieces cut at `cuts`, then flushed."""
     chunker = ClauseChunker(**(limits or CONVERSATION_LIMITS))
     out: list[str] = []
@@ -124,6 +127,7 @@ delta_cuts = st.lists(st.integers(0, PROTECTED_MAX_CHARS), max_size=10)
 limits = st.one_of(st.just(CONVERSATION_LIMITS), st.fixed_dictionaries({
     "first_chunk_min_words": st.integers(1, 4), "first_chunk_max_words": st.integers(1, 8),
     "second_chunk_max_words": st.integers(0, 12), "min_chunk_words": st.integers(1, 8),
+    "later_chunk_max_words": st.lists(st.integers(1, 14), max_size=3).map(tuple),
     "max_chunk_chars": st.integers(8, 300)}))
 
 # Prose without markup, in any script, with noise between the words. Words start with a
@@ -222,7 +226,7 @@ def test_right_to_left_text_keeps_its_logical_order_without_bidi_controls() -> N
 @SETTINGS
 @given(any_text, delta_cuts, limits)
 def test_chunks_hold_exactly_the_spoken_words_however_the_reply_is_split(
-        text: str, cuts: list[int], limits: dict[str, int]) -> None:
+        text: str, cuts: list[int], limits: ChunkLimits) -> None:
     whole = chunks_of(text, limits=limits)
     assert chunks_of(text, cuts, limits) == whole
     assert words(" ".join(whole)) == words(to_speakable(text))
@@ -237,10 +241,8 @@ def test_chunk_caps_hold_for_prose_of_any_script(text: str, cuts: list[int]) -> 
     chunks = chunks_of(text, cuts)
     assert chunks == chunks_of(text)
     assert words(" ".join(chunks)) == words(to_speakable(text))
-    if chunks:
-        assert words_before_last_token(chunks[0]) < 4
-    if len(chunks) > 1:
-        assert words_before_last_token(chunks[1]) < 10
+    for chunk, cap in zip(chunks, RAMP, strict=False):
+        assert words_before_last_token(chunk) < cap
     for chunk in chunks:
         assert len(chunk) <= MAX_CHUNK_CHARS or " " not in chunk, chunk
         assert len(chunk) <= MAX_RUN_CHARS + RUN_SLACK
@@ -257,14 +259,17 @@ def test_capped_chunks_leave_as_soon_as_their_cap_is_reached(parts: list[str]) -
     after_space = [i + 1 for i, ch in enumerate(text) if ch == " "]
     chunker = ClauseChunker(**CONVERSATION_LIMITS)
     emitted = [(i, chunk) for i, ch in enumerate(text) for chunk in chunker.feed(ch)]
-    assert emitted[:2] == [(after_space[3], " ".join(parts[:4])),
-                           (after_space[13], " ".join(parts[4:14]))]
+    ends = list(itertools.accumulate(RAMP))
+    assert emitted[:len(RAMP)] == [
+        (after_space[end - 1], " ".join(parts[end - cap:end]))
+        for end, cap in zip(ends, RAMP, strict=True) if end <= len(parts) - 1]
 
 
-@pytest.mark.parametrize("cut", range(1, 24))
+@pytest.mark.parametrize("cut", range(1, 30))
 def test_a_clause_boundary_right_after_the_cap_does_not_depend_on_deltas(cut: int) -> None:
-    text = "One, two three four — five six"
-    assert chunks_of(text, [cut]) == chunks_of(text) == ["One, two three four —", "five six"]
+    assert RAMP[0] == 3
+    text = "One, two three — four five six"
+    assert chunks_of(text, [cut]) == chunks_of(text) == ["One, two three —", "four five six"]
 
 
 LONG = 100_000

@@ -18,6 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import TypedDict
 
 from agent.text.speakable import (
     RULE_PREFIX_CAP,
@@ -28,7 +29,7 @@ from agent.text.speakable import (
     speakable_fragment,
 )
 
-__all__ = ["ClauseChunker", "split_for_speech"]
+__all__ = ["ChunkLimits", "ClauseChunker", "split_for_speech"]
 
 
 class _Kind(IntEnum):
@@ -82,6 +83,17 @@ PROTECTED_MAX_CHARS = 300
 MAX_RUN_CHARS = 600
 
 
+class ChunkLimits(TypedDict, total=False):
+    """ClauseChunker's keyword arguments, for a caller that keeps them as a setting."""
+
+    first_chunk_min_words: int
+    min_chunk_words: int
+    max_chunk_chars: int
+    first_chunk_max_words: int
+    second_chunk_max_words: int
+    later_chunk_max_words: tuple[int, ...]
+
+
 @dataclass
 class _Candidate:
     """Punctuation that may end a chunk, waiting for the character after it."""
@@ -105,6 +117,7 @@ class ClauseChunker:
     def __init__(
         self, first_chunk_min_words: int = 3, min_chunk_words: int = 6, max_chunk_chars: int = 300,
         first_chunk_max_words: int = 7, second_chunk_max_words: int = 0,
+        later_chunk_max_words: tuple[int, ...] = (),
     ) -> None:
         if min(first_chunk_min_words, min_chunk_words, max_chunk_chars,
                first_chunk_max_words) < 1:
@@ -121,6 +134,11 @@ class ClauseChunker:
         # played (chunk sizes ramp up: short, medium, then whole sentences).
         self.second_chunk_max_words = (max(second_chunk_max_words, first_chunk_min_words)
                                        if second_chunk_max_words > 0 else 0)
+        # ... and the chunks after it, one cap each, while the ramp lasts
+        self._ramp: tuple[int, ...] = (self.first_chunk_max_words,)
+        if self.second_chunk_max_words:
+            self._ramp += (self.second_chunk_max_words,
+                           *(max(cap, first_chunk_min_words) for cap in later_chunk_max_words))
         self.reset()
 
     # --- public ---------------------------------------------------------------------------
@@ -445,7 +463,8 @@ class ClauseChunker:
             self._force_at = p + MAX_RUN_CHARS
             # spaces only matter to an overlong chunk, or to one capped at a number of words
             if p > self._start + self.max_chunk_chars or (
-                    self._emitted < 2 and self._words - self._start_words >= self._cap() > 0):
+                    self._emitted < len(self._ramp)
+                    and self._words - self._start_words >= self._cap() > 0):
                 self._changed = True
         self._prev_space = True
         self._token = ""
@@ -580,9 +599,7 @@ class ClauseChunker:
 
     def _cap(self) -> int:
         """The most words the next chunk may have before it is cut at a space (0: none)."""
-        if self._emitted == 0:
-            return self.first_chunk_max_words
-        return self.second_chunk_max_words if self._emitted == 1 else 0
+        return self._ramp[self._emitted] if self._emitted < len(self._ramp) else 0
 
     def _next_cut(self) -> _Cut | None:
         cap = self._cap()

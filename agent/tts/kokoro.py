@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.tts import g2p, voices
+from agent.tts import g2p, kokoro_graph, voices
 from agent.tts.base import (
     SAMPLE_RATE,
     CancelToken,
@@ -108,7 +108,8 @@ def _vocab(files: ModelFiles) -> dict[str, int]:
 
 
 class OnnxKokoro(KokoroEngine):
-    def __init__(self, files: ModelFiles, language: str = "auto", threads: int = 0) -> None:
+    def __init__(self, files: ModelFiles, language: str = "auto", threads: int = 0,
+                 slice_silence: bool = True) -> None:
         super().__init__(files, language)
         import onnxruntime as ort
 
@@ -116,15 +117,34 @@ class OnnxKokoro(KokoroEngine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3  # its warnings are about graph internals, not ours
-        self.session = ort.InferenceSession(
-            str(files.model), sess_options=options, providers=["CPUExecutionProvider"])
+        self.session, self.sliced = self._session(files, options, slice_silence)
         self.vocab = _vocab(files)
+
+    def _session(self, files: ModelFiles, options: Any,
+                 slice_silence: bool) -> tuple[Any, bool]:
+        """The model with its generator cut to the frames that can sound (kokoro_graph), or
+        as it is when that is turned off or the graph is not the one the patch knows."""
+        ort = self._ort
+        if slice_silence:
+            try:
+                patched = kokoro_graph.generator_slice_patch(files.model.read_bytes())
+                return ort.InferenceSession(patched, sess_options=options,
+                                            providers=["CPUExecutionProvider"]), True
+            except kokoro_graph.UnknownGraph as error:
+                log.info("%s: rendering every frame (%s)", files.model, error)
+            except Exception as error:  # the patched graph failed to load: the plain one may
+                log.warning("%s: the silence-slicing patch did not load (%s); rendering every "
+                            "frame", files.model, error)
+        return ort.InferenceSession(str(files.model), sess_options=options,
+                                    providers=["CPUExecutionProvider"]), False
 
     def _run(self, phonemes: str, style: np.ndarray, speed: float,
              cancel: CancelToken | None) -> Samples:
         tokens = [self.vocab[p] for p in phonemes if p in self.vocab]
         feed = {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
                 "style": style, "speed": np.array([speed], dtype=np.float32)}
+        if self.sliced:
+            feed[kokoro_graph.CAP_INPUT] = kokoro_graph.frame_caps(phonemes, self.vocab)
         # onnxruntime checks this flag between graph nodes: an interrupted turn's synthesis
         # stops within milliseconds instead of holding the worker for seconds.
         options = self._ort.RunOptions()
