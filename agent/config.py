@@ -78,9 +78,12 @@ class TTSConfig:
     auto_download: bool = False
     # "auto" follows the voice (b* voices: British English), else an espeak language code.
     language: str = "auto"
-    # Synthesis threads; the look-ahead bounds how many chunks wait ready before playback.
+    # Synthesis threads; the look-ahead bounds how many chunks are synthesised ahead, the
+    # one playing included. Short chunks (a reply's first ones) synthesise at about real time
+    # here: with 2 the synthesiser idled while one chunk ahead, and the audio stalled when a
+    # longer chunk came (13.9 s of stalls in 134 s of speech, against 4.7 s with 3).
     workers: int = 1
-    lookahead: int = 2
+    lookahead: int = 3
 
 
 @dataclass

@@ -39,12 +39,17 @@ log = logging.getLogger(__name__)
 
 WAITER_THREADS = 4
 WAITER_THREAD_NAME = "conversation-wait"
-# How a reply is cut for speech. Kokoro takes ~0.6 s for three words here and renders about
-# 1.3 s of speech per second: the first chunk is what the user waits for, so it is short (a
-# clause of 2+ words, else cut after 3), and the next ones grow only as fast as each can be
-# synthesised while the one before it plays; after the ramp, whole sentences.
-REPLY_CHUNKING: ChunkLimits = {"first_chunk_min_words": 2, "first_chunk_max_words": 3,
-                                "second_chunk_max_words": 4, "later_chunk_max_words": (6, 8, 11)}
+# How a reply is cut for speech. Kokoro takes ~0.65 s for two words on this 2-core CPU while
+# the LLM writes (0.76 s for three) and short chunks synthesise at about real time: the first
+# chunk is what the user waits for, so it is two words (Enter -> first audio 0.84 s against
+# 0.97 s with three), and the caps of the next ones grow only as fast as each can be
+# synthesised while the one before it plays (any clause boundary past 2 words also ends a
+# chunk). After the ramp, sentences, cut at a clause boundary past 150 characters: a
+# 300-character sentence takes ~10 s to synthesise, and the audio would stall meanwhile.
+REPLY_CHUNKING: ChunkLimits = {"first_chunk_min_words": 2, "first_chunk_max_words": 2,
+                                "second_chunk_max_words": 3,
+                                "later_chunk_max_words": (5, 7, 9, 12, 16),
+                                "max_chunk_chars": 150}
 
 
 @dataclass

@@ -22,10 +22,14 @@ import numpy as np
 
 from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
 from agent.audio.sinks import AudioSink
+from agent.config import TTSConfig
 from agent.text import split_for_speech
 from agent.tts.base import CancelToken, Samples, SynthesisCancelled, Synthesizer, pause_after
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_LOOKAHEAD = TTSConfig.lookahead  # why 3: see TTSConfig
 
 
 @dataclass(eq=False)
@@ -55,7 +59,7 @@ def interrupt_blip(sample_rate: int = 24_000) -> Samples:
 
 class SpeechPipeline:
     def __init__(self, synth: Synthesizer, sink: AudioSink, voice: str = "af_bella",
-                 speed: float = 1.0, workers: int = 1, lookahead: int = 2,
+                 speed: float = 1.0, workers: int = 1, lookahead: int = DEFAULT_LOOKAHEAD,
                  interrupt_sound: bool = False) -> None:
         self.synth = synth
         self.sink = sink

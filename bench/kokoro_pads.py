@@ -16,7 +16,7 @@ Removing frames is not free: the prosody predictor (a frame-level LSTM + AdaIN b
 the decoder's AdaIN layers (instance norm over time) see the silent frames, so capping the
 durations changes the speech too (the onset shrinks, the level drops). The variants:
 
-    base        [0, tokens, 0], as agent/tts/kokoro.py does today
+    base        [0, tokens, 0], the model as it is (OnnxKokoro(slice_silence=False))
     drop-tail   [0, tokens]: the end pad left out (the "sometimes faster" observation: it
                 only helps when there is no final punctuation, and then the model squeezes
                 the last phoneme instead)
@@ -25,10 +25,11 @@ durations changes the speech too (the onset shrinks, the level drops). The varia
     gen-soft    only the generator's input is sliced to the capped frames (the predictor and
                 the frame-level decoder still see every frame): lead pad <= 10, trailing <= 3
     gen-pads    the same with cap-pads' caps: lead pad <= 8, trailing <= 1
+    gen-tail2   lead pad <= 8, trailing <= 2: what agent/tts/kokoro_graph.py adopted
     gen-last    gen-pads and the last phoneme <= 8 frames
 
 The patches are made on the serialized model (a few lines of protobuf, no `onnx` package),
-in memory, in ~0.5 s; with no caps the patched models give the original's output bit for bit
+in memory, in ~0.4 s; with no caps the patched models give the original's output bit for bit
 (checked at start).
 
 Speed: median wall and CPU (process) time per model call, variants interleaved in one
@@ -72,9 +73,6 @@ from agent.tts.kokoro_graph import (
     node,
 )
 
-FRAME = FRAME_SAMPLES
-BIG = NO_CAP
-
 # -- the patches -----------------------------------------------------------------------------
 # generator_slice_patch is the one the agent uses (agent/tts/kokoro_graph.py). The naive one
 # below caps the durations for the whole model, as a comparison. /encoder/Gather is the only
@@ -95,9 +93,9 @@ def cap_durations_patch(model: bytes, expose: bool = False) -> bytes:
 
 @dataclass(frozen=True)
 class Caps:
-    lead: int = BIG  # the start pad
-    tail: int = BIG  # punctuation/spaces after the last phoneme, and the end pad
-    last: int = BIG  # the last phoneme
+    lead: int = NO_CAP  # the start pad
+    tail: int = NO_CAP  # punctuation/spaces after the last phoneme, and the end pad
+    last: int = NO_CAP  # the last phoneme
 
     def array(self, phonemes: str, vocab: dict[str, int]) -> np.ndarray:
         return frame_caps(phonemes, vocab, self.lead, self.tail, self.last)
@@ -238,7 +236,7 @@ class Checks:
 
 
 def active_level(audio: np.ndarray) -> float:
-    usable = audio[:audio.size // FRAME * FRAME].reshape(-1, FRAME)
+    usable = audio[:audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
     if usable.size == 0:
         return -120.0
     power = np.mean(usable.astype(np.float64) ** 2, axis=1) + 1e-12
@@ -248,7 +246,7 @@ def active_level(audio: np.ndarray) -> float:
 
 def checks(result: Result, base: Result | None) -> Checks:
     audio, d = result.audio, result.durations
-    bounds = np.concatenate([[0], np.cumsum(d)]) * FRAME
+    bounds = np.concatenate([[0], np.cumsum(d)]) * FRAME_SAMPLES
     kept = [p for p in result.phonemes if p in VOCAB]
     sounding = [i for i, p in enumerate(kept, start=1) if p not in NON_PHONEMES]
     last = sounding[-1] if sounding else 1
@@ -257,7 +255,7 @@ def checks(result: Result, base: Result | None) -> Checks:
     mel_db = level_db = mel_end_db = 0.0
     if base is not None and loud.size:
         # The first phoneme starts at frame d[0]: line the two up there.
-        shift = (int(base.durations[0]) - int(d[0])) * FRAME
+        shift = (int(base.durations[0]) - int(d[0])) * FRAME_SAMPLES
         b = base.audio
         b_loud = np.flatnonzero(np.abs(b) > LOUD)
         start = max(int(b_loud[0]), shift)

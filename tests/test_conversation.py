@@ -152,13 +152,13 @@ def test_interrupt_keeps_only_what_was_heard(tmp_path: Path) -> None:
     with conversation:
         conversation.submit("count")
         assert wait_for(lambda: bool(sink.waiting), 5)
-        sink.play_one()  # the first clause was heard in full; the rest never reached the ear
+        sink.play_one()  # the first chunk was heard in full; the rest never reached the ear
         conversation.interrupt()
         assert conversation.wait_idle(5)
     speech.close()
     entries = History(tmp_path / "history.jsonl").entries
     assert entries[-1].role == "assistant" and entries[-1].interrupted
-    assert entries[-1].content == "One two three."
+    assert entries[-1].content == "One two"  # the first chunk: two words
     assert entries[-1].full == "One two three. "
     assert events.states()[-2:] == [AgentState.INTERRUPTED, AgentState.IDLE]
     assert backend.cancelled.is_set()

@@ -18,11 +18,11 @@ VOICE = "jm_kumo"
 
 
 def feeds(engine, text: str) -> tuple[dict[str, np.ndarray], str]:  # type: ignore[no-untyped-def]
+    """The plain model's inputs for `text`, and its phonemes."""
     phonemes = engine.phonemes(text, VOICE)
-    tokens = [engine.vocab[p] for p in phonemes if p in engine.vocab]
-    return {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
-            "style": voices.style_for(engine.pack(VOICE), len(phonemes)),
-            "speed": np.array([1.0], dtype=np.float32)}, phonemes
+    feed = engine.feed(phonemes, voices.style_for(engine.pack(VOICE), len(phonemes)), 1.0)
+    del feed[CAP_INPUT]
+    return feed, phonemes
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,10 @@ def test_a_model_the_patch_does_not_know_is_refused() -> None:
 
     with pytest.raises(UnknownGraph, match="not the Kokoro graph"):
         kokoro_graph.generator_slice_patch(model_path().read_bytes())
-    with pytest.raises(UnknownGraph):
+    with pytest.raises(UnknownGraph, match="truncated"):
         kokoro_graph.generator_slice_patch(b"\x0a\xff\xff\xff\xff\x0f")
+    with pytest.raises(UnknownGraph, match="truncated"):  # a download cut short
+        kokoro_graph.generator_slice_patch(model_path().read_bytes()[:1000])
 
 
 def test_kokoro_speaks_unsliced_when_the_patch_does_not_fit(
@@ -95,3 +97,20 @@ def test_kokoro_speaks_unsliced_when_the_patch_does_not_fit(
     assert not engine.sliced
     assert "rendering every frame" in caplog.text
     assert trim_silence(engine.synthesize("Hello there.", VOICE)).size > 12_000
+
+
+def test_a_patched_model_that_fails_to_run_falls_back_to_the_plain_one(
+        caplog: pytest.LogCaptureFixture) -> None:
+    engine = kokoro.OnnxKokoro(models.resolve("packaged"))
+    assert engine.sliced
+
+    class Broken:  # what a patched graph that loads but cannot run would do
+        def run(self, *_: object) -> None:
+            raise RuntimeError("Non-zero status code returned while running Slice node")
+
+    engine.session = Broken()
+    with caplog.at_level(logging.WARNING, logger="agent.tts.kokoro"):
+        audio = engine.synthesize("Hello there.", VOICE)
+    assert trim_silence(audio).size > 12_000 and not engine.sliced
+    assert "failed to run" in caplog.text
+    assert CAP_INPUT not in {i.name for i in engine.session.get_inputs()}

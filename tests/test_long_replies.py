@@ -30,7 +30,7 @@ from agent.conversation import Conversation
 from agent.events import AgentEvent, AgentState, Notice, ReplyDelta, ReplyDone, StateChanged
 from agent.history import History
 from agent.llm import make_backend
-from agent.speech import SpeechPipeline
+from agent.speech import DEFAULT_LOOKAHEAD, SpeechPipeline
 from agent.text.chunker import MAX_RUN_CHARS
 from agent.tts.base import CancelToken, Samples, SynthesisCancelled, VoiceInfo
 from agent.tts.kokoro import KokoroEngine
@@ -39,7 +39,7 @@ from tests.harness.services import wait_for
 
 SR = 24_000
 VOICE = "jm_kumo"  # the packaged voice
-LOOKAHEAD = 2  # SpeechPipeline's default
+LOOKAHEAD = DEFAULT_LOOKAHEAD
 LONG = 100_000
 SPOKEN = ["First, the good news.", "Then the speech goes on.", "And it ends well."]
 
@@ -339,7 +339,10 @@ def test_a_100k_reply_streams_with_bounded_memory_and_can_be_interrupted(
     print(f"next answer spoken in {time.monotonic() - asked:.1f} s")
     conversation.close()
     speech.close()
-    assert sink.played[-1][1] == "Briefly: it works." and sink.played[-1][0] > sink.played[0][0]
+    next_turn = sink.played[-1][0]
+    assert next_turn > sink.played[0][0]
+    assert " ".join(text for turn, text, _ in sink.played if turn == next_turn) == (
+        "Briefly: it works.")
     assert not seen.done[-1].interrupted
 
 
@@ -421,15 +424,19 @@ def test_a_word_of_100k_characters_is_cut_and_its_synthesis_interrupted(
     assert wait_for(lambda: speech.last_clause.endswith("Done."), 30)
     assert max(speech.clause_lengths) <= MAX_RUN_CHARS + 32
     assert len(speech.clause_lengths) >= LONG // (MAX_RUN_CHARS + 32)
-    assert wait_for(lambda: len(synth.texts) >= 2 and synth.running.is_set(), 60)
-    assert wait_for(lambda: bool(sink.played), 5) and sink.played[0][1] == "Here it comes."
+    # "Here it comes." is played (in the ramp's first two chunks), and a piece of the blob is
+    # being synthesised
+    assert wait_for(lambda: any(len(text) > 100 for text in synth.texts)
+                    and synth.running.is_set(), 60)
+    assert wait_for(lambda: len(sink.played) >= 2, 5)
+    assert " ".join(text for _, text, _ in sink.played[:2]) == "Here it comes."
     time.sleep(0.5)  # well inside the synthesis of a 600-character clause
     interrupted_at = time.monotonic()
     conversation.interrupt()
     assert conversation.wait_idle(5)
     assert speech.wait_until_done(5)
     stopped_s = time.monotonic() - interrupted_at
-    print(f"\nsynthesis of a {len(synth.texts[1])}-character clause stopped "
+    print(f"\nsynthesis of a {len(synth.texts[-1])}-character clause stopped "
           f"{stopped_s * 1000:.0f} ms after the interrupt")
     assert stopped_s < 2.0 and synth.cancelled >= 1
     assert wait_for(lambda: not synth.running.is_set(), 2)

@@ -1,8 +1,10 @@
 """Streaming clause chunker: LLM text deltas in, TTS-ready chunks out.
 
-The first chunk leaves at the first clause boundary that has enough words, so speech starts
-early; later chunks are whole sentences (short ones merged), and an overlong sentence is split
-at its last clause boundary, or at a space as a last resort.
+The first chunk leaves at the first clause boundary that has enough words, or at a space
+once it has a few words, so speech starts early. Optionally the next chunks ramp up the same
+way, each with its own word cap (a ramp of maximums: any clause boundary past the minimum
+ends a chunk). After that, chunks are whole sentences (short ones merged), and an overlong
+sentence is split at its last clause boundary, or at a space as a last resort.
 
 Each character is looked at once, by a small state machine, so `feed` costs O(len(delta))
 amortised. A boundary is confirmed only once the character after it has arrived, because a
@@ -120,8 +122,11 @@ class ClauseChunker:
         later_chunk_max_words: tuple[int, ...] = (),
     ) -> None:
         if min(first_chunk_min_words, min_chunk_words, max_chunk_chars,
-               first_chunk_max_words) < 1:
+               first_chunk_max_words, *later_chunk_max_words) < 1:
             raise ValueError("chunk limits must be positive")
+        if later_chunk_max_words and second_chunk_max_words <= 0:
+            raise ValueError("later_chunk_max_words continues a ramp: set "
+                             "second_chunk_max_words too")
         self.first_chunk_min_words = first_chunk_min_words
         self.min_chunk_words = min_chunk_words
         self.max_chunk_chars = max_chunk_chars
@@ -463,8 +468,7 @@ class ClauseChunker:
             self._force_at = p + MAX_RUN_CHARS
             # spaces only matter to an overlong chunk, or to one capped at a number of words
             if p > self._start + self.max_chunk_chars or (
-                    self._emitted < len(self._ramp)
-                    and self._words - self._start_words >= self._cap() > 0):
+                    0 < self._cap() <= self._words - self._start_words):
                 self._changed = True
         self._prev_space = True
         self._token = ""

@@ -117,6 +117,7 @@ class OnnxKokoro(KokoroEngine):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or (os.cpu_count() or 1)
         options.log_severity_level = 3  # its warnings are about graph internals, not ours
+        self._options = options
         self.session, self.sliced = self._session(files, options, slice_silence)
         self.vocab = _vocab(files)
 
@@ -138,24 +139,35 @@ class OnnxKokoro(KokoroEngine):
         return ort.InferenceSession(str(files.model), sess_options=options,
                                     providers=["CPUExecutionProvider"]), False
 
-    def _run(self, phonemes: str, style: np.ndarray, speed: float,
-             cancel: CancelToken | None) -> Samples:
+    def feed(self, phonemes: str, style: np.ndarray, speed: float) -> dict[str, np.ndarray]:
+        """The model's inputs for one piece of phonemes: [pad, tokens, pad], and the frame
+        caps when the model is sliced."""
         tokens = [self.vocab[p] for p in phonemes if p in self.vocab]
         feed = {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
                 "style": style, "speed": np.array([speed], dtype=np.float32)}
         if self.sliced:
             feed[kokoro_graph.CAP_INPUT] = kokoro_graph.frame_caps(phonemes, self.vocab)
+        return feed
+
+    def _run(self, phonemes: str, style: np.ndarray, speed: float,
+             cancel: CancelToken | None) -> Samples:
         # onnxruntime checks this flag between graph nodes: an interrupted turn's synthesis
         # stops within milliseconds instead of holding the worker for seconds.
         options = self._ort.RunOptions()
         if cancel is not None:
             cancel.on_cancel(lambda: setattr(options, "terminate", True))
         try:
-            audio: Any = self.session.run(None, feed, options)[0]
+            audio: Any = self.session.run(None, self.feed(phonemes, style, speed), options)[0]
         except Exception as error:
             if cancel is not None and cancel.cancelled:
                 raise SynthesisCancelled(phonemes) from error
-            raise
+            if not self.sliced:
+                raise
+            # The patched graph loaded but does not run: speak with the model as it is.
+            log.warning("%s: the silence-slicing patch failed to run (%s); rendering every "
+                        "frame from now on", self.files.model, error)
+            self.session, self.sliced = self._session(self.files, self._options, False)
+            audio = self.session.run(None, self.feed(phonemes, style, speed), options)[0]
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
 
