@@ -130,20 +130,17 @@ class ClauseChunker:
         self.first_chunk_min_words = first_chunk_min_words
         self.min_chunk_words = min_chunk_words
         self.max_chunk_chars = max_chunk_chars
-        # The first chunk decides when the user first hears anything, and synthesis takes
-        # about as long as the audio lasts here: a first clause with no break in its first
-        # few words is cut at a space after that many words instead of waiting for a comma.
-        self.first_chunk_max_words = max(first_chunk_max_words, first_chunk_min_words)
-        # 0: the second chunk is a sentence like the rest. Else it is capped the same way,
-        # so that after a short first chunk the next one is ready before the first has been
-        # played (chunk sizes ramp up: short, medium, then whole sentences).
-        self.second_chunk_max_words = (max(second_chunk_max_words, first_chunk_min_words)
-                                       if second_chunk_max_words > 0 else 0)
-        # ... and the chunks after it, one cap each, while the ramp lasts
-        self._ramp: tuple[int, ...] = (self.first_chunk_max_words,)
-        if self.second_chunk_max_words:
-            self._ramp += (self.second_chunk_max_words,
-                           *(max(cap, first_chunk_min_words) for cap in later_chunk_max_words))
+        # The word caps of the first chunks, in order (none after the ramp). The first chunk
+        # decides when the user first hears anything, and synthesis takes about as long as
+        # the audio lasts here: a first clause with no break in its first few words is cut at
+        # a space after that many words instead of waiting for a comma. With a second cap
+        # (else the second chunk is a sentence like the rest) and later ones, the next chunks
+        # are capped the same way, so that each is ready before the one before it has been
+        # played (chunk sizes ramp up, then whole sentences).
+        ramp = [first_chunk_max_words]
+        if second_chunk_max_words > 0:
+            ramp += [second_chunk_max_words, *later_chunk_max_words]
+        self._ramp = tuple(max(cap, first_chunk_min_words) for cap in ramp)
         self.reset()
 
     # --- public ---------------------------------------------------------------------------
