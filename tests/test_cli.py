@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from agent.audio.sinks import read_wav
+from agent.text import split_for_speech
 from tests.conftest import read_tap
 from tests.harness.services import wait_for
 
@@ -46,6 +47,31 @@ def test_say_writes_a_wav_without_any_audio_device(tmp_path: Path) -> None:
     assert np.abs(samples).max() > 0.05
 
 
+def likeness(heard: np.ndarray, reference: np.ndarray) -> float:
+    """Peak normalised cross-correlation of `heard` with `reference` somewhere inside it."""
+    a = (heard - heard.mean()) / (heard.std() + 1e-9)
+    b = (reference - reference.mean()) / (reference.std() + 1e-9)
+    return float(np.abs(np.correlate(a, b, mode="valid")).max() / b.size)
+
+
+def test_a_fresh_users_say_speaks_with_af_bella_and_no_notice(  # type: ignore[no-untyped-def]
+        tmp_path: Path, engine) -> None:
+    """No settings file at all: the default voice is the original design's af_bella, and with
+    the voices fetched (as scripts/setup does) there is nothing to apologise for."""
+    env = no_audio_env(tmp_path)
+    env["VOICE_AGENT_CONFIG_DIR"] = str(tmp_path / "fresh-config")
+    out = tmp_path / "fresh.wav"
+    text = "Good morning, how can I help?"
+    result = voice_agent("say", "--out", str(out), text, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "is not on this machine" not in result.stderr and "WARNING" not in result.stderr
+    heard, _rate = read_wav(out)
+    first_clause = split_for_speech(text)[0]  # synthesised alone, as `say` does
+    bella, kumo = (likeness(heard, engine.synthesize(first_clause, v))
+                   for v in ("af_bella", "jm_kumo"))
+    assert bella > 0.8 and bella > kumo + 0.2, (bella, kumo)
+
+
 def test_say_reads_standard_input(tmp_path: Path) -> None:
     out = tmp_path / "stdin.wav"
     result = voice_agent("say", "--out", str(out), "-", input="Read from a pipe.\n",
@@ -75,12 +101,39 @@ def test_devices_lists_the_sound_server(pulse: Path) -> None:
     assert "default" in result.stdout and "out" in result.stdout
 
 
-def test_voices_lists_availability() -> None:
+def voice_lines(stdout: str) -> dict[str, tuple[str, str]]:
+    """`voice-agent voices` as voice -> (its language heading, its line)."""
+    lines, heading = {}, ""
+    for line in stdout.splitlines()[1:]:
+        if line.startswith("  "):
+            lines[line.split()[0]] = (heading, line)
+        elif line and not line[0].isdigit() and not line.startswith("For the others"):
+            heading = line
+    return lines
+
+
+def test_voices_lists_each_voice_by_language_with_gender_and_origin() -> None:
     result = voice_agent("voices")
     assert result.returncode == 0, result.stderr
-    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]
-             if line.startswith("  ")}
-    assert "available" in lines["jm_kumo"] and "needs the official" in lines["af_bella"]
+    lines = voice_lines(result.stdout)
+    assert len(lines) == 54
+    heading, line = lines["af_bella"]
+    assert heading == "American English" and "female" in line and "from npm" in line
+    assert "<- [tts] voice" in line  # the default voice
+    assert lines["bm_george"][0] == "British English" and "male" in lines["bm_george"][1]
+    assert "from packaged" in lines["jm_kumo"][1]  # the wheel's pack comes first
+    assert lines["zf_xiaobei"][0].startswith("Mandarin Chinese")
+    assert "54 of 54 available now" in result.stdout
+
+
+def test_voices_without_the_npm_voices_says_how_to_get_them(tmp_path: Path) -> None:
+    env = dict(os.environ, VOICE_AGENT_CACHE_DIR=str(tmp_path / "cache"))
+    result = voice_agent("voices", env=env)
+    assert result.returncode == 0, result.stderr
+    lines = voice_lines(result.stdout)
+    assert "from packaged" in lines["jm_kumo"][1] and "not here" in lines["af_bella"][1]
+    assert "5 of 54 available now" in result.stdout
+    assert "voice-agent voices fetch" in result.stdout
     assert "voice-agent models download" in result.stdout
 
 

@@ -27,6 +27,7 @@ from agent.control import ControlRequest, send
 from agent.desktop.icons import icon_image
 from agent.events import AgentState
 from agent.first_run import MARKER_NAME
+from agent.tts.voices import LANGUAGES
 from tests.conftest import read_tap
 from tests.harness.desktop import (
     EvdevKeyboard,
@@ -51,7 +52,7 @@ class AgentProcess:
     collected so a test can wait for one."""
 
     def __init__(self, home: Path, hotkeys: str, env: dict[str, str],
-                 first_run: bool = True) -> None:
+                 first_run: bool = True, voice: str | None = "jm_kumo") -> None:
         self.home = home
         if not first_run:  # as if the user had run it before
             (home / "data").mkdir(parents=True, exist_ok=True)
@@ -60,8 +61,8 @@ class AgentProcess:
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
             "# written by the test\n"
-            "[tts]\nvoice = \"jm_kumo\"\n\n"
-            "[llm]\nmax_tokens = 40\n\n"
+            + (f"[tts]\nvoice = \"{voice}\"\n\n" if voice else "")  # None: the default
+            + "[llm]\nmax_tokens = 40\n\n"
             f"[hotkeys]\nbackend = \"{hotkeys}\"\n\n"
             "[overlay]\nhide_after_s = 0\n", encoding="utf-8")
         self.env = {**env,
@@ -219,6 +220,28 @@ def test_the_first_run_tells_the_hotkeys_and_where_the_settings_are(
     assert (agent.home / "data" / MARKER_NAME).exists()
 
 
+def test_a_first_run_without_the_voices_fetches_them_and_shows_each_step(
+        desktop_env: dict[str, str], tmp_path: Path) -> None:
+    """A new user with npm and an empty cache: the default voice, af_bella, needs the npm
+    voices, so the first start fetches them (the overlay shows each step) and speaks with
+    af_bella, with no fallback notice."""
+    env = {**desktop_env, "VOICE_AGENT_CACHE_DIR": str(tmp_path / "cache")}
+    process = AgentProcess(tmp_path / "home", "none", env, voice=None)  # keys: the module agent's
+    try:
+        start = 0
+        process.wait_for(r"Fetching the Kokoro voices \(kokoro-js@1\.2\.1 from npm", start,
+                         timeout=60)
+        assert wait_until(overlay_visible, timeout=5), "the steps are shown in the overlay"
+        process.wait_for(r"All 54 Kokoro voices are ready", start, timeout=120)
+        ready = process.wait_for(r"models ready: voice (\S+),", start, timeout=120)
+        assert ready.group(1) == "af_bella"
+        assert not [line for line in process.lines if "is not on this machine" in line]
+        assert (tmp_path / "cache" / "kokoro" / "voices-kokoro-js-1.2.1" / "af_bella.bin"
+                ).stat().st_size == 522_240
+    finally:
+        process.stop()
+
+
 def test_the_icon_is_in_the_tray_and_shows_idle(agent: AgentProcess) -> None:
     icon = tray_icon()
     assert_icon_shows(icon, AgentState.IDLE, "tray_idle")
@@ -257,43 +280,117 @@ def test_a_typed_question_streams_into_the_overlay_and_the_icon_follows_the_repl
     assert order[:4] == ["thinking", "speaking", "interrupted", "idle"], order
 
 
-def test_choosing_a_voice_in_the_menu_changes_the_next_speech_and_the_config(
+def likeness(heard: np.ndarray, reference: np.ndarray) -> float:
+    """Peak normalised cross-correlation of what played with a reference (FFT: the direct
+    sum over seconds of audio is slow)."""
+    a = (heard - heard.mean()) / (heard.std() + 1e-9)
+    b = (reference - reference.mean()) / (reference.std() + 1e-9)
+    a = np.pad(a, (0, max(0, b.size - a.size)))
+    size = 1 << (a.size + b.size - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    return float(np.abs(corr[:a.size - b.size + 1]).max() / b.size)
+
+
+def open_voice_menu(icon: str, speaking: bool = False) -> None:
+    """Right-click the icon, then the keyboard through the GTK menu: Talk, Interrupt (only
+    while speaking: else it is disabled, and skipped), Voice -> its submenu, the first
+    language selected."""
+    g = window_geometry(icon)
+    shown = shown_windows()
+    xdotool("mousemove", str(g.x + g.width // 2), str(g.y + g.height // 2), "click", "3")
+    assert another_window(shown), "the tray menu did not open"
+    time.sleep(0.1)  # GTK takes the keyboard as it maps the menu
+    menu_keys("Down", "Down", *(["Down"] if speaking else []), "Right")
+
+
+def shown_windows() -> set[int]:
+    """Mapped override-redirect windows: GTK's menus and submenus (they have no names)."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+
+    conn = xdisplay.Display()
+    try:
+        shown = set()
+        for window in conn.screen().root.query_tree().children:
+            attributes = window.get_attributes()
+            if attributes.override_redirect and attributes.map_state == X.IsViewable:
+                shown.add(window.id)
+        return shown
+    finally:
+        conn.close()
+
+
+def another_window(shown: set[int]) -> bool:
+    """Whether a window not in `shown` maps within 3 s (a menu or submenu opening)."""
+    return wait_until(lambda: bool(shown_windows() - shown), timeout=3)
+
+
+def menu_keys(*keys: str) -> None:
+    """Keys through an open GTK menu; each Right waits until its submenu is on the screen
+    (a submenu that is not shown yet takes the next key elsewhere)."""
+    for key in keys:
+        shown = shown_windows()
+        xdotool("key", key)
+        if key == "Right" and not another_window(shown):
+            screenshot(shots_dir() / "tray_menu_failure.png")
+            pytest.fail(f"{keys}: no submenu opened (see tray_menu_failure.png)")
+        time.sleep(0.1)  # GTK selects the submenu's first item as it maps it
+
+
+def played_since(before: int) -> np.ndarray:
+    """The tap from `before` on, once the sound server has passed on the last of it."""
+    end = tap_samples()
+    wait_until(lambda: tap_samples() > end + int(0.3 * RATE), timeout=5)
+    return read_tap(Path(os.environ["AUDIO_TAP_FILE"]))[before:]
+
+
+def test_the_voice_menu_chooses_the_next_voice_and_plays_samples_without_choosing(
         agent: AgentProcess, engine) -> None:  # type: ignore[no-untyped-def]
     icon = tray_icon()
     start = agent.mark()
-    g = window_geometry(icon)
-    xdotool("mousemove", str(g.x + g.width // 2), str(g.y + g.height // 2), "click", "3")
-    menus = find_windows(".", visible=True, predicate=lambda m: m.height > 100 and m.y > 300)
-    assert menus, "the tray menu did not open"
-    screenshot(shots_dir() / "tray_menu.png")
-    # Keyboard through the GTK menu: Talk, (Interrupt is disabled), Voice -> its submenu.
-    for key in ("Down", "Down", "Right"):
-        xdotool("key", key)
-        time.sleep(0.15)  # GTK opens a submenu on a short timer
+    open_voice_menu(icon)
+    menu_keys("Right")  # American English -> its first voice (the "Female" header is disabled)
     screenshot(shots_dir() / "tray_menu_voices.png")
-    xdotool("key", "Return")  # the first voice listed: jf_alpha
-    saved = agent.wait_for(r"saved tts.voice = '(\w+)'", start)
-    voice = saved.group(1)
-    assert voice != "jm_kumo"
+    xdotool("key", "Return")
+    voice = agent.wait_for(r"saved tts.voice = '(\w+)'", start).group(1)
+    assert voice == "af_alloy"
+    agent.wait_for(r"voice: af_alloy$", start)  # what speaks, shown in the tray and overlay
     assert f'voice = "{voice}"' in agent.config_file.read_text()
     assert "# written by the test" in agent.config_file.read_text()  # the rest is kept
 
-    text = "The new voice speaks now."
-    before = tap_samples()
-    agent.send("say", text)
+    # A sample while something is playing: cut, then the sample in the other voice.
+    agent.send("say", LONG_TEXT)
     agent.wait_for(r"tray: speaking", start, timeout=30)
-    agent.wait_for(r"tray: idle", start, timeout=30)
-    heard = read_tap(Path(os.environ["AUDIO_TAP_FILE"]))[before:]
+    sampling = agent.mark()
+    open_voice_menu(icon, speaking=True)
+    # British English -> its first voice; Up wraps to "Hear a sample" -> its first voice.
+    menu_keys("Down", "Right", "Up", "Right")
+    screenshot(shots_dir() / "tray_menu_samples.png")
+    xdotool("key", "Return")
+    sampled = agent.wait_for(r"voice sample: (\w+)", sampling).group(1)
+    before = tap_samples()
+    assert sampled == "bf_alice"
+    agent.wait_for(r"tray: interrupted", sampling, timeout=5)
+    after_cut = agent.mark()  # the sample starts within the second "interrupted" is shown
+    agent.wait_for(r"tray: speaking", after_cut, timeout=30)
+    agent.wait_for(r"tray: idle", agent.mark(), timeout=30)
+    heard = played_since(before)
+    sample = LANGUAGES["b"].sample
+    in_sampled = likeness(heard, engine.synthesize(sample, sampled))
+    assert in_sampled > 0.8
+    assert in_sampled > likeness(heard, engine.synthesize(sample, voice)) + 0.2
 
-    def likeness(candidate: str) -> float:
-        """Peak normalised cross-correlation of what played with `candidate` saying it."""
-        reference = engine.synthesize(text, candidate)
-        a = (heard - heard.mean()) / (heard.std() + 1e-9)
-        b = (reference - reference.mean()) / (reference.std() + 1e-9)
-        return float(np.abs(np.correlate(a, b, mode="valid")).max() / b.size)
-
-    assert likeness(voice) > 0.8
-    assert likeness(voice) > likeness("jm_kumo") + 0.2
+    # The chosen voice stayed: the next speech is in it.
+    text = "The new voice speaks now."
+    before, said = tap_samples(), agent.mark()
+    agent.send("say", text)
+    agent.wait_for(r"tray: speaking", said, timeout=30)
+    agent.wait_for(r"tray: idle", said, timeout=30)
+    heard = played_since(before)
+    in_chosen = likeness(heard, engine.synthesize(text, voice))
+    assert in_chosen > 0.8
+    for other in ("jm_kumo", sampled):
+        assert in_chosen > likeness(heard, engine.synthesize(text, other)) + 0.2
 
 
 def test_keyboard_hotkeys_open_the_overlay_and_cut_the_speech(

@@ -73,13 +73,13 @@ def test_official_files_in_the_cache_are_used_with_af_bella(tmp_path: Path) -> N
     voices = run_agent("voices", home=home)
     lines = {line.split()[0]: line for line in voices.stdout.splitlines()
              if line.startswith("  ")}
-    assert "available" in lines["af_bella"] and "available" in lines["af_sky"]
-    assert "needs" in lines["am_adam"]
+    assert "from official" in lines["af_bella"] and "from official" in lines["af_sky"]
+    assert "from npm" in lines["am_adam"]  # not downloaded from the hub: the npm pack
     out = tmp_path / "bella.wav"
     said = run_agent("say", "--out", str(out), "--voice", "af_bella:0.5,af_sky:0.5",
                      "Hello from the official model.", home=home)
     assert said.returncode == 0, said.stderr
-    assert "needs the official" not in said.stderr  # no fallback: af_bella is here
+    assert "is not on this machine" not in said.stderr  # no fallback: af_bella is here
     samples, rate = read_wav(out)
     assert rate == 24_000 and samples.size > 2_400
 
@@ -165,7 +165,7 @@ def test_download_failure_says_what_to_do(tmp_path: Path) -> None:
 def test_auto_download_fetches_once_and_an_offline_failure_falls_back(
         tmp_path: Path, fake_hub: str) -> None:
     config = tmp_path / "config.toml"
-    config.write_text("[tts]\nauto_download = true\n")
+    config.write_text("[tts]\nauto_download = true\nfetch_voices = false\n")
     out = tmp_path / "a.wav"
     home = tmp_path / "hf"
     online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub,
@@ -173,7 +173,7 @@ def test_auto_download_fetches_once_and_an_offline_failure_falls_back(
     said = run_agent("--config", str(config), "say", "--out", str(out), "Hello.", home=home,
                      extra_env=online)
     assert said.returncode == 0, said.stderr
-    assert "needs the official" not in said.stderr  # af_bella was fetched, then used
+    assert "is not on this machine" not in said.stderr  # af_bella was fetched, then used
     assert any("voices/af_bella.pt" in r for r in FakeHub.requests)
 
     offline_home = tmp_path / "hf-offline"
@@ -181,7 +181,7 @@ def test_auto_download_fetches_once_and_an_offline_failure_falls_back(
     first = run_agent("--config", str(config), "say", "--out", str(out), "Hello.",
                       home=offline_home, extra_env=dead)
     assert first.returncode == 0, first.stderr
-    assert "could not download" in first.stderr and "needs the official" in first.stderr
+    assert "could not download" in first.stderr and "is not on this machine" in first.stderr
     second = run_agent("--config", str(config), "say", "--out", str(out), "Hello.",
                        home=offline_home, extra_env=dead)
     assert second.returncode == 0 and "could not download" not in second.stderr

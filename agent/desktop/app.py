@@ -35,7 +35,7 @@ from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotke
 from agent.desktop.overlay import Overlay, OverlayActions
 from agent.desktop.tray import Tray, TrayModel
 from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
-from agent.first_run import first_run_needed, run_first_time
+from agent.first_run import first_run_needed, run_first_time, step_notices
 from agent.llm.base import LLMError
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class DesktopApp:
             self.assistant.submit, self.assistant.interrupt,
             lambda: self.assistant.listen_level), cfg.overlay)
         self.autostart = Autostart()
-        self.model = TrayModel(voices=(cfg.tts.voice,), autostart=self.autostart.is_enabled())
+        self.model = TrayModel(autostart=self.autostart.is_enabled())  # voices: once loaded
         self._mirror_settings()
         self.tray = Tray(self.mailbox.post, self.model)
         self.hotkeys = choose_backend(cfg.hotkeys.backend)
@@ -197,7 +197,13 @@ class DesktopApp:
     def _first_run(self) -> None:
         """Off the Tk thread: the model files are prepared once (~92 MB), then the user is
         told the hotkeys and where the settings live, and the models load."""
-        text = run_first_time(self.cfg, hotkeys=self.hotkeys)
+        def show(line: str) -> None:
+            log.info("%s", line)
+            self.mailbox.post(cmd.FromCore(Notice(line)))
+
+        progress = step_notices(show)
+        self.mailbox.post(cmd.Show())  # the steps (model assembly, voice fetch) are seen
+        text = run_first_time(self.cfg, progress=progress, hotkeys=self.hotkeys)
         log.info("%s", text)
         self.mailbox.post(cmd.FromCore(Notice(text)))
         self.mailbox.post(cmd.Show())
@@ -230,6 +236,7 @@ class DesktopApp:
             case cmd.FromCore(SettingsChanged()):  # the file was edited; the menu follows
                 self._mirror_settings()
                 self.tray.refresh_menu()
+                self._show_details()
             case cmd.FromCore(event):
                 if isinstance(event, StateChanged):
                     self._show_state(event.state, event.message)
@@ -251,9 +258,13 @@ class DesktopApp:
             case cmd.Quit():
                 self.quit()
             case cmd.SetVoice(voice):
-                self.assistant.set_voice(voice)
-                self.model.voice = voice
+                # Shown: the voice that speaks (a missing one resolves to a fallback); saved:
+                # the one asked for, so it speaks once its pack is here.
+                self.model.voice = self.assistant.set_voice(voice)
+                log.info("voice: %s", self.model.voice)
                 self._save("tts", "voice", voice)
+            case cmd.PreviewVoice(voice):
+                self.assistant.preview_voice(voice)
             case cmd.SetSpeed(speed):
                 self.assistant.set_speed(speed)
                 self.model.speed = speed
@@ -279,6 +290,10 @@ class DesktopApp:
         if isinstance(command, cmd.FromCore):
             return  # reply text arrives per token: the menu and status line are unchanged
         self.tray.refresh_menu()
+        self._show_details()
+
+    def _show_details(self) -> None:
+        """The overlay's header: the voice that speaks and the LLM."""
         self.overlay.set_details(self.model.voice, self.assistant.backend_description
                                  or "loading the models…")
 
@@ -341,7 +356,8 @@ class DesktopApp:
     def _mirror_settings(self) -> None:
         """The menu's copy of the settings it shows (the tray thread reads it to draw)."""
         cfg = self.cfg
-        self.model.voice = cfg.tts.voice
+        speech = self.assistant.speech  # once loaded, the voice that speaks: maybe a fallback
+        self.model.voice = speech.voice if speech is not None else cfg.tts.voice
         self.model.speed = cfg.tts.speed
         self.model.mute = cfg.audio.mute
         self.model.use_server = cfg.llm.backend != "embedded" and not cfg.llm.use_embedded

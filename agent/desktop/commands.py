@@ -54,6 +54,14 @@ class SetVoice:
 
 
 @dataclass(frozen=True)
+class PreviewVoice:
+    """Speak a short sample in `voice` (its language's line), cutting what is playing; the
+    chosen voice stays as it is and nothing goes into the history."""
+
+    voice: str
+
+
+@dataclass(frozen=True)
 class SetSpeed:
     speed: float
 
@@ -96,5 +104,5 @@ class ModelsReady:
 
 
 Command = (Talk | TalkPressed | TalkReleased | Listen | Show | Interrupt | Say | Quit
-           | SetVoice | SetSpeed | SetMute | SetBackend | SetAutostart | OpenSettings
+           | SetVoice | PreviewVoice | SetSpeed | SetMute | SetBackend | SetAutostart | OpenSettings
            | ShowHistory | FromCore | ModelsReady)

