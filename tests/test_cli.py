@@ -126,6 +126,22 @@ def test_voices_lists_each_voice_by_language_with_gender_and_origin() -> None:
     assert "54 of 54 available now" in result.stdout
 
 
+@pytest.mark.audio
+def test_voices_sample_speaks_the_languages_line_in_that_voice(  # type: ignore[no-untyped-def]
+        audio_tap: Path, engine) -> None:
+    from agent.tts.voices import sample_line
+
+    result = voice_agent("voices", "sample", "ef_dora")
+    assert result.returncode == 0, result.stderr
+    heard = read_tap(audio_tap)
+    line = sample_line("ef_dora")
+    assert line.startswith("¡Hola!")
+    first_clause = split_for_speech(line)[0]
+    dora, bella = (likeness(heard, engine.synthesize(first_clause, v))
+                   for v in ("ef_dora", "af_bella"))
+    assert dora > 0.8 and dora > bella + 0.2, (dora, bella)
+
+
 def test_voices_without_the_npm_voices_says_how_to_get_them(tmp_path: Path) -> None:
     env = dict(os.environ, VOICE_AGENT_CACHE_DIR=str(tmp_path / "cache"))
     result = voice_agent("voices", env=env)
