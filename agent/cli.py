@@ -284,7 +284,7 @@ class _TerminalView:
 
 
 def _conversation(cfg: Config, args: argparse.Namespace, view: _TerminalView,
-                  ) -> Conversation | None:
+                  ) -> Conversation:
     from agent.llm import make_backend
 
     speech = None
@@ -292,9 +292,9 @@ def _conversation(cfg: Config, args: argparse.Namespace, view: _TerminalView,
         try:
             speech = _speech(cfg, args).start()
             speech.warm_up_in_background()
-        except NoAudioDevice as error:
-            log.error("%s Or run without speech: --no-audio.", error)
-            return None
+        except NoAudioDevice as error:  # a conversation still works as text: say so, go on
+            log.warning("%s Replies are shown as text only (--no-audio says so without this "
+                        "message).", error)
     bus = EventBus()
     bus.subscribe(view)
     logs.TurnTimer().attach(bus, speech)
@@ -329,8 +329,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
         print(run_first_time(cfg, ProgressBar()), file=sys.stderr)
     view = _TerminalView()
     conversation = _conversation(cfg, args, view)
-    if conversation is None:
-        return 2
     print(f"Talking to {conversation.backend.description}. Ctrl-C interrupts a reply; "
           "Ctrl-D or Ctrl-C at an empty prompt quits.", file=sys.stderr)
     try:
@@ -355,8 +353,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
         return 2
     view = _TerminalView()
     conversation = _conversation(cfg, args, view)
-    if conversation is None:
-        return 2
     try:
         conversation.submit(question)
         completed = _wait_for_turns(conversation)

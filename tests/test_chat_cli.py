@@ -45,6 +45,17 @@ def test_chat_over_a_pipe_answers_each_line_and_quits_at_end_of_input(tmp_path: 
     assert len(history.read_text().splitlines()) == 4
 
 
+def test_chat_with_no_audio_device_says_so_once_and_goes_on_as_text(tmp_path: Path) -> None:
+    env = private_env(tmp_path, no_audio_env(tmp_path))
+    result = run("chat", env=env, stdin="Hello!\nWhat colour is the sky?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("No audio output device was found") == 1
+    assert "shown as text only" in result.stderr
+    assert result.stdout.count("you> ") == 3  # both questions answered, as text
+    history = Path(env["VOICE_AGENT_DATA_DIR"]) / "history.jsonl"
+    assert len(history.read_text().splitlines()) == 4
+
+
 def test_ask_with_an_unreachable_server_fails_clearly(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[llm]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
