@@ -107,11 +107,19 @@ def test_speed_changes_duration(engine) -> None:  # type: ignore[no-untyped-def]
     assert fast < 0.8 * normal
 
 
-def test_blend_is_the_weighted_mean_of_the_packs(engine) -> None:  # type: ignore[no-untyped-def]
-    kumo, alpha = engine.library.load("jm_kumo"), engine.library.load("jf_alpha")
-    mixed = engine.pack("jm_kumo:0.7,jf_alpha:0.3")
-    np.testing.assert_allclose(mixed, 0.7 * kumo + 0.3 * alpha, rtol=1e-6, atol=1e-7)
-    audio = engine.synthesize("A blended voice.", "jm_kumo:0.7,jf_alpha:0.3")
+@pytest.mark.parametrize(("first", "second"), [
+    ("jm_kumo", "jf_alpha"),  # the packaged pack
+    ("af_bella", "af_sky"),  # npm voices
+    ("bf_emma", "jm_kumo"),  # across sources and languages: the first voice's language reads
+])
+def test_blend_is_the_weighted_mean_of_the_packs(  # type: ignore[no-untyped-def]
+        engine, first: str, second: str) -> None:
+    spec = f"{first}:0.7,{second}:0.3"
+    mixed = engine.pack(spec)
+    np.testing.assert_allclose(
+        mixed, 0.7 * engine.library.load(first) + 0.3 * engine.library.load(second),
+        rtol=1e-6, atol=1e-7)
+    audio = engine.synthesize("A blended voice.", spec)
     assert audio.size > SR // 4
 
 
