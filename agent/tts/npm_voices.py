@@ -149,7 +149,11 @@ def _npm_pack(npm: str, folder: Path, progress: Progress | None,
     """`npm pack kokoro-js@1.2.1` into `folder`; the tarball it wrote."""
     what = f"fetching the Kokoro voices ({PACKAGE} from npm, 27 MB)"
     _report(progress, what, 0, PACKAGE_BYTES)
-    command = [npm, "pack", PACKAGE, "--silent", "--pack-destination", str(folder)]
+    # Errors only; one quick retry (npm's default waits about 70 s on a dead network before it
+    # gives up, which would hold up an offline machine's start); npm's cache without asking.
+    command = [npm, "pack", PACKAGE, "--pack-destination", str(folder), "--loglevel=error",
+               "--fetch-retries=1", "--fetch-retry-mintimeout=1000",
+               "--fetch-retry-maxtimeout=2000", "--prefer-offline"]
     try:
         process = subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,12 +174,23 @@ def _npm_pack(npm: str, folder: Path, progress: Progress | None,
                 raise VoiceFetchError(f"fetching {PACKAGE}: {why}; nothing was changed") from None
     tarballs = sorted(folder.glob("*.tgz"))
     if process.returncode != 0 or len(tarballs) != 1:
-        said = " ".join((err or out or "").split())[-300:] or f"exit status {process.returncode}"
+        said = _npm_said(err or out or "") or f"exit status {process.returncode}"
         raise VoiceFetchError(f"npm could not fetch {PACKAGE} (npm said: {said}); check the "
                               "network connection and try `voice-agent voices fetch` again; "
                               f"nothing was changed. Or: {HOW_TO_GET_THEM}")
     _report(progress, what, PACKAGE_BYTES, PACKAGE_BYTES)
     return tarballs[0]
+
+
+def _npm_said(output: str) -> str:
+    """npm's error in a line: its first error lines, without the stack trace and the advice
+    ("npm error code ECONNREFUSED" ... "FetchError: request to ... failed, reason: ...")."""
+    lines = []
+    for line in output.splitlines():
+        text = re.sub(r"^npm (error|ERR!)\s*", "", line.strip())
+        if text and not text.startswith(("at ", "{", "}", "If you are", "A complete log")):
+            lines.append(text)
+    return "; ".join(lines[:4])[:300]
 
 
 def _extract_voices(tarball: Path, into: Path, progress: Progress | None,
