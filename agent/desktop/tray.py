@@ -36,7 +36,7 @@ from agent.desktop import commands as cmd
 from agent.desktop.icons import icon_image
 from agent.events import AgentState
 from agent.tts.base import VoiceInfo
-from agent.tts.voices import LANGUAGES, OFFICIAL_VOICES, parse_blend
+from agent.tts.voices import LANGUAGES, OFFICIAL_VOICES, by_language, parse_blend
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +85,6 @@ def language_label(code: str) -> str:
     if language is None:
         return "Other voices"
     return language.name if language.understood else f"{language.name} (hard to understand)"
-
-
-def voices_by_language(catalogue: tuple[VoiceInfo, ...],
-                       ) -> list[tuple[str, list[VoiceInfo], list[VoiceInfo]]]:
-    """(language code, female voices, male voices) in LANGUAGES' order, then any voices of
-    no known language (code "", all listed as "female" when their gender is unknown)."""
-    groups: dict[str, tuple[list[VoiceInfo], list[VoiceInfo]]] = {}
-    for info in sorted(catalogue, key=lambda v: v.name):
-        code = info.name[:1] if info.name[:1] in LANGUAGES and info.name[2:3] == "_" else ""
-        female, male = groups.setdefault(code, ([], []))
-        (male if info.gender == "male" else female).append(info)
-    order = [*LANGUAGES, ""]
-    return [(code, *groups[code]) for code in order if code in groups]
 
 
 @dataclass
@@ -256,33 +243,32 @@ class Tray:
         item, menu = pystray.MenuItem, pystray.Menu
         model = self.model
         current = model.voice
-        groups = voices_by_language(model.voices)
         names = {info.name for info in model.voices}
+        groups = by_language(names)
 
         def post(command: cmd.Command) -> Callable[[Any, Any], None]:
             return lambda _icon, _item: self.post(command)
 
-        def choose(info: VoiceInfo) -> Any:
-            return item(voice_label(info.name), post(cmd.SetVoice(info.name)), radio=True,
-                        checked=lambda _item: model.voice == info.name)
+        def choose(name: str) -> Any:
+            return item(voice_label(name), post(cmd.SetVoice(name)), radio=True,
+                        checked=lambda _item: model.voice == name)
 
-        def hear(info: VoiceInfo) -> Any:
-            return item(voice_label(info.name), post(cmd.PreviewVoice(info.name)))
+        def hear(name: str) -> Any:
+            return item(voice_label(name), post(cmd.PreviewVoice(name)))
 
-        def by_gender(female: list[VoiceInfo], male: list[VoiceInfo],
-                      make: Callable[[VoiceInfo], Any], language: str = "") -> list[Any]:
+        def by_gender(female: list[str], male: list[str], make: Callable[[str], Any],
+                      language: str = "") -> list[Any]:
             items: list[Any] = []
-            for header, infos in (("Female", female), ("Male", male)):
-                if infos:
+            for header, voices in (("Female", female), ("Male", male)):
+                if voices:
                     if items:
                         items.append(menu.SEPARATOR)
                     text = f"{language}, {header.lower()}" if language else header
                     items.append(item(text, None, enabled=False))
-                    items.extend(make(info) for info in infos)
+                    items.extend(make(name) for name in voices)
             return items
 
-        def language_items(female: list[VoiceInfo], male: list[VoiceInfo],
-                           language: str = "") -> list[Any]:
+        def language_items(female: list[str], male: list[str], language: str = "") -> list[Any]:
             return [*by_gender(female, male, choose, language), menu.SEPARATOR,
                     item("Hear a sample", menu(*by_gender(female, male, hear)))]
 
@@ -297,7 +283,7 @@ class Tray:
             items += language_items(female, male, language_label(code))
         else:
             for code, female, male in groups:
-                mark = "  ✓" if any(info.name == current for info in (*female, *male)) else ""
+                mark = "  ✓" if current in (*female, *male) else ""
                 items.append(item(language_label(code) + mark,
                                   menu(*language_items(female, male))))
         if groups and not set(OFFICIAL_VOICES) <= names:

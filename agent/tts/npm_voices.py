@@ -118,8 +118,9 @@ def fetch_unless_failed_recently(progress: Progress | None = None,
                                  stop: threading.Event | None = None) -> Path | None:
     """`fetch` for the agent's own start: None, with the reason logged, when npm is missing
     or a fetch failed less than a day ago (an offline machine should not wait every start)."""
-    if installed() is not None:
-        return installed()
+    done = installed()
+    if done is not None:
+        return done
     marker = paths.cache_dir() / "npm-voices-fetch-failed"
     try:
         if time.time() - marker.stat().st_mtime < RETRY_AFTER_S:
@@ -217,8 +218,8 @@ def _extract_voices(tarball: Path, into: Path, progress: Progress | None,
                 found.add(match[1])
                 _report(progress, what, len(found), len(OFFICIAL_VOICE_NAMES))
     except (tarfile.TarError, EOFError, OSError) as error:
-        if isinstance(error, OSError) and not isinstance(error, EOFError) and error.errno:
-            raise  # a disk problem, reported as such by the caller
+        if isinstance(error, OSError) and error.errno:
+            raise  # a disk problem (gzip's own errors have no errno), reported by the caller
         raise VoiceFetchError(f"{tarball.name} is damaged ({error}); nothing was changed; "
                               "try `voice-agent voices fetch` again") from error
     missing = OFFICIAL_VOICE_NAMES - found

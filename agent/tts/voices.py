@@ -72,6 +72,18 @@ def gender_of(voice: str) -> str:
     return {"f": "female", "m": "male"}.get(voice[1:2], "unknown")
 
 
+def by_language(names: Iterable[str]) -> list[tuple[str, list[str], list[str]]]:
+    """(language code, female voices, male voices), sorted, in LANGUAGES' order, then the
+    voices of no known language (code "", listed as female unless named as male): how the
+    voice menu and `voice-agent voices` group them."""
+    groups: dict[str, tuple[list[str], list[str]]] = {}
+    for name in sorted(names):
+        code = name[:1] if name[:1] in LANGUAGES and name[2:3] == "_" else ""
+        female, male = groups.setdefault(code, ([], []))
+        (male if gender_of(name) == "male" else female).append(name)
+    return [(code, *groups[code]) for code in [*LANGUAGES, ""] if code in groups]
+
+
 @dataclass(frozen=True)
 class BlendPart:
     voice: str
