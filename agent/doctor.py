@@ -189,13 +189,12 @@ def check_kokoro(cfg: Config, progress: Progress | None = None) -> list[Check]:
     if not missing:
         checks.append(ok("voice", f"{cfg.tts.voice} is available", Area.SPEECH))
         return checks
-    from agent.tts.npm_voices import HOW_TO_GET_THEM
+    from agent.tts.npm_voices import HOW_TO_GET_THEM_SENTENCE
 
     stand_in = PACKAGED_ENGLISH_VOICE if PACKAGED_ENGLISH_VOICE in names else names[0]
     official = [voice for voice in missing if voice in models.OFFICIAL_VOICE_NAMES]
     if official:
-        fix = (f"{HOW_TO_GET_THEM[0].upper()}{HOW_TO_GET_THEM[1:]}; or set [tts] voice = "
-               f"\"{stand_in}\"")
+        fix = f"{HOW_TO_GET_THEM_SENTENCE}; or set [tts] voice = \"{stand_in}\""
     else:
         fix = f"set [tts] voice to one of the voices above, e.g. \"{stand_in}\""
     why = (f"{', '.join(missing)} missing" if len(parts) > 1 else

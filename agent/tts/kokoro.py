@@ -89,10 +89,10 @@ class KokoroEngine:
             return wanted
         fallback = (voices.PACKAGED_ENGLISH_VOICE
                     if voices.PACKAGED_ENGLISH_VOICE in self.library else self.library.names()[0])
-        from agent.tts.npm_voices import HOW_TO_GET_THEM
+        from agent.tts.npm_voices import HOW_TO_GET_THEM_SENTENCE
 
         notice_once(f"Voice {', '.join(missing)} is not on this machine; speaking with "
-                    f"{fallback} instead. {HOW_TO_GET_THEM[0].upper()}{HOW_TO_GET_THEM[1:]}.")
+                    f"{fallback} instead. {HOW_TO_GET_THEM_SENTENCE}.")
         return fallback
 
     def warm_up(self, voice: str) -> None:

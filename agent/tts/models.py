@@ -46,6 +46,8 @@ OFFICIAL_VOICE_NAMES = frozenset(
     "zf_xiaoxiao zf_xiaoyi zm_yunjian zm_yunxi zm_yunxia zm_yunyang".split())
 
 Source = Literal["official", "packaged", "custom"]
+# Where a voice pack comes from, as `voice-agent voices` shows it.
+VoiceOrigin = Literal["official", "npm", "packaged", "custom"]
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
 
@@ -142,7 +144,7 @@ def shared_voice_sources() -> tuple[Path, ...]:
     return tuple(path for path in (packaged_pack, npm_voices.installed()) if path is not None)
 
 
-def voice_origin(path: Path) -> Literal["official", "npm", "packaged", "custom"]:
+def voice_origin(path: Path) -> VoiceOrigin:
     """Where a voice file comes from, by where it lies."""
     from agent.tts import npm_voices
 

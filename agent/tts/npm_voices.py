@@ -47,6 +47,10 @@ HOW_TO_GET_THEM = (
     f"`voice-agent models download` for the official {OFFICIAL_REPO} files from the model hub")
 
 
+# The same, as a sentence of its own.
+HOW_TO_GET_THEM_SENTENCE = f"{HOW_TO_GET_THEM[0].upper()}{HOW_TO_GET_THEM[1:]}"
+
+
 class VoiceFetchError(ModelFilesError):
     """The voices could not be fetched; nothing on disk was changed. The message says why
     and what to do."""

@@ -9,13 +9,12 @@ import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.tts.base import SynthesisError
-from agent.tts.models import OFFICIAL_VOICE_NAMES
+from agent.tts.models import OFFICIAL_VOICE_NAMES, VoiceOrigin
 
 VoicePack = npt.NDArray[np.float32]
 
@@ -52,10 +51,6 @@ LANGUAGES = {lang.code: lang for lang in (
 # The last fallback for English text when only the packaged Japanese pack is here: measured,
 # jm_kumo reading English phonemes is understood almost word for word; the others much less.
 PACKAGED_ENGLISH_VOICE = "jm_kumo"
-
-# Where a voice pack comes from, as `voice-agent voices` shows it.
-VoiceOrigin = Literal["official", "npm", "packaged", "custom"]
-
 
 def sample_line(voice: str) -> str:
     """A short line in the voice's language (a blend's first voice), to hear it by."""
