@@ -84,7 +84,8 @@ def step_notices(tell: Callable[[str], None]) -> Progress:
 
 def welcome_text(cfg: Config, hotkeys: HotkeyChoice | None = None,
                  speech_problem: str = "") -> str:
-    from agent.desktop.hotkeys import SHORTCUT_HINT, choose_backend, describe
+    from agent.desktop.hotkeys import choose_backend, describe
+    from agent.hotkey_syntax import SHORTCUT_HINT
 
     choice = hotkeys or choose_backend(cfg.hotkeys.backend)
     talk, interrupt = shown_combo(cfg.hotkeys.talk), shown_combo(cfg.hotkeys.interrupt)

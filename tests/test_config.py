@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import config, config_cli
+from agent import config
+from agent.cli import config as config_cli
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SECRET = "sk-test-0123456789abcdefSECRET"
@@ -262,12 +263,28 @@ def test_a_write_to_a_file_with_a_syntax_error_is_refused_and_changes_nothing(
     assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # no .bak, no temp file
 
 
-def test_a_write_the_writer_cannot_do_in_place_is_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, '[dialogue]\nvoices = { Alice = "af_sky" }\n')
+def test_a_write_edits_inline_tables_and_dotted_keys_in_place(tmp_path: Path) -> None:
+    path = write(tmp_path, 'tts.speed = 1.2  # mine\n[dialogue]\n'
+                           'voices = { Alice = "af_sky" }  # the cast\n')
+    config.save_setting(path, "dialogue.voices", "Bob", "af_bella")
+    config.save_setting(path, "tts", "voice", "af_sky")
+    text = path.read_text()
+    assert text.startswith('tts.speed = 1.2  # mine\ntts.voice = "af_sky"\n[dialogue]\n')
+    assert text.endswith("  # the cast\n")
+    assert tomllib.loads(text) == {"tts": {"speed": 1.2, "voice": "af_sky"},
+                                   "dialogue": {"voices": {"Alice": "af_sky",
+                                                           "Bob": "af_bella"}}}
+
+
+@pytest.mark.parametrize("text", ["tts = 3\n", "[[tts]]\nvoice = 'af_sky'\n"])
+def test_a_write_where_the_section_is_not_a_table_is_refused(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
     before = path.read_bytes()
-    with pytest.raises(config.ConfigError, match="an inline table or dotted keys"):
-        config.save_setting(path, "dialogue.voices", "Bob", "af_bella")
+    with pytest.raises(config.ConfigError, match=r"\[tts\] is written in a form this program "
+                                                 r"does not edit"):
+        config.save_setting(path, "tts", "voice", "af_bella")
     assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]  # no .bak, no temp file
     with pytest.raises(config.ConfigError, match=r"did you mean tts\.voice"):
         config.save_setting(path, "tts", "voise", "af_bella")
 
@@ -290,6 +307,36 @@ def test_any_text_value_reads_back_and_keeps_the_rest(tmp_path: Path, model: str
     assert loaded.llm.model == model and loaded.llm.temperature == 0.2
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# top\n[llm]\nmodel = ") and "  # which model\n" in text
+
+
+def test_a_write_that_would_change_anything_else_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last guard: the written file must read back as before plus the one value."""
+    from agent.config import writer
+
+    path = write(tmp_path, "[tts]\nspeed = 1.0\n")
+    before = path.read_bytes()
+    edit = writer._with_setting
+
+    def edit_too_much(text: str, section: str, key: str, value: writer.Value) -> str | None:
+        edited = edit(text, section, key, value)
+        return edited and edited.replace("speed = 1.0", "speed = 1.5")
+
+    monkeypatch.setattr(writer, "_with_setting", edit_too_much)
+    with pytest.raises(config.ConfigError, match="does not edit"):
+        config.save_setting(path, "tts", "voice", "af_sky")
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=20),
+       value=st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), st.floats(allow_nan=False),
+                       st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)))
+def test_keys_and_values_are_written_as_toml_reads_them(key: str,
+                                                        value: bool | int | float | str) -> None:
+    line = f"{config.toml_key(key)} = {config.toml_value(value)}"
+    assert tomllib.loads(line) == {key: value}, line
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -555,6 +602,23 @@ def test_the_example_documents_every_key_with_its_default() -> None:
         assert set(values) <= set(config.DEFAULTS[section])
     loaded = config.load(EXAMPLE)
     assert not loaded.problems and not loaded.notices
+
+
+def test_every_default_passes_the_rule_beside_its_field() -> None:
+    for section, keys in config.DEFAULTS.items():
+        for key, default in keys.items():
+            if f"{section}.{key}" != config.SPEAKER_VOICES:
+                assert config.check_setting(section, key, default) == default, (section, key)
+
+
+def test_every_number_has_a_range_beside_its_field() -> None:
+    """A range catches a slip such as speed = 10 (for 1.0); the rule is on the field."""
+    for section, kind in config.SECTIONS.items():
+        for field in dataclasses.fields(kind):
+            default = config.DEFAULTS[section][field.name]
+            rule = config.rule_of(section, field.name)
+            if isinstance(default, int | float) and not isinstance(default, bool):
+                assert rule.within is not None, f"{section}.{field.name}"
 
 
 def test_the_sections_are_the_config_dataclass_fields() -> None:

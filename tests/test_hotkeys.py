@@ -22,9 +22,9 @@ from agent.desktop.hotkeys import (
     PynputHotkeys,
     choose_backend,
     describe,
-    parse_hotkey,
 )
-from tests.harness.desktop import EvdevKeyboard, xdotool
+from agent.hotkey_syntax import parse_hotkey, same_chord
+from harness.desktop import EvdevKeyboard, xdotool
 
 K = EvdevKeyboard
 pytestmark = [  # keyboard, when its listener first starts on a machine without uinput
@@ -32,6 +32,16 @@ pytestmark = [  # keyboard, when its listener first starts on a machine without 
     pytest.mark.filterwarnings(r"ignore:setDaemon\(\) is deprecated:DeprecationWarning"),
 ]
 TALK, INTERRUPT = "ctrl+alt+space", "ctrl+alt+x"
+# Accepted spellings -> (keyboard's, pynput's).
+SPELLINGS = {
+    "ctrl+alt+space": ("ctrl+alt+space", "<ctrl>+<alt>+<space>"),
+    "Control + Shift + F9": ("ctrl+shift+f9", "<ctrl>+<shift>+<f9>"),
+    "alt+ctrl+x": ("ctrl+alt+x", "<ctrl>+<alt>+x"),
+    "win+page_up": ("windows+page up", "<cmd>+<page_up>"),
+    "ctrl+alt+7": ("ctrl+alt+7", "<ctrl>+<alt>+7"),
+    "shift+escape": ("shift+esc", "<shift>+<esc>"),
+    "f12": ("f12", "<f12>"),
+}
 
 
 class Counter:
@@ -233,23 +243,12 @@ def test_pynput_start_stop_cycles(xdisplay: str) -> None:
     assert max(times) < 0.5
 
 
-def test_pynput_translates_combos(xdisplay: str) -> None:
+def test_pynput_accepts_the_spellings_it_is_given(xdisplay: str) -> None:
     from pynput import keyboard as pk
 
-    cases = {
-        "ctrl+alt+space": ("ctrl+alt+space", "<ctrl>+<alt>+<space>"),
-        "Control + Shift + F9": ("ctrl+shift+f9", "<ctrl>+<shift>+<f9>"),
-        "alt+ctrl+x": ("ctrl+alt+x", "<ctrl>+<alt>+x"),
-        "win+page_up": ("windows+page up", "<cmd>+<page_up>"),
-        "ctrl+alt+7": ("ctrl+alt+7", "<ctrl>+<alt>+7"),
-        "shift+escape": ("shift+esc", "<shift>+<esc>"),
-        "f12": ("f12", "<f12>"),
-    }
-    for combo, (keyboard_spelling, pynput_spelling) in cases.items():
-        hotkey = parse_hotkey(combo)
-        assert (hotkey.keyboard_spelling, hotkey.pynput_spelling) == \
-            (keyboard_spelling, pynput_spelling)
-        assert pk.HotKey.parse(pynput_spelling)  # pynput accepts it
+    for combo, (_, pynput_spelling) in SPELLINGS.items():
+        assert parse_hotkey(combo).pynput_spelling == pynput_spelling
+        assert pk.HotKey.parse(pynput_spelling), combo  # pynput accepts it
 
 
 def test_pynput_invalid_combo_starts_no_thread(xdisplay: str) -> None:
@@ -355,6 +354,19 @@ def test_choice_is_frozen() -> None:
 
 
 # --- combos ------------------------------------------------------------------------------------
+
+def test_each_backend_gets_its_own_spelling_of_a_chord() -> None:
+    for combo, spellings in SPELLINGS.items():
+        hotkey = parse_hotkey(combo)
+        assert (hotkey.keyboard_spelling, hotkey.pynput_spelling) == spellings, combo
+
+
+def test_one_chord_in_two_spellings_is_the_same_chord() -> None:
+    assert same_chord("ctrl+alt+x", "Alt + Control + X")
+    assert not same_chord("ctrl+alt+x", "ctrl+alt+space")
+    assert not same_chord("ctrl+alt+", "ctrl+alt+")  # an invalid chord clashes with nothing
+    # The desktop shell uses the same syntax, not a copy of it.
+    assert hotkeys.parse_hotkey is parse_hotkey
 
 
 @pytest.mark.parametrize("combo, why", [

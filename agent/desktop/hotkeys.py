@@ -12,10 +12,9 @@ Backends, each behind `HotkeyBackend`:
 `choose_backend()` picks one and says why the others cannot run; `describe()` makes that a
 line for the log.
 
-Combos use the `keyboard` library's spelling ("ctrl+alt+space"): modifiers (ctrl, alt, shift,
-windows, alt gr) then exactly one key (a-z, 0-9, f1-f24 or a named key such as space, enter,
-esc, page up). `parse_hotkey()` checks one and names the setting in its error; every
-backend's `start()` checks all of its bindings before it hooks anything.
+Combos use the `keyboard` library's spelling ("ctrl+alt+space"); the syntax lives in
+`agent.hotkey_syntax` (`parse_hotkey()`, no display needed). Every backend's `start()` checks
+all of its bindings before it hooks anything.
 
 Threads: a callback runs on the backend's listener thread. It must only post a command (put it
 on a queue, set an event) and return: while it runs, no other key is seen. An exception in a
@@ -45,9 +44,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# The chord syntax is core (no display): re-exported here for the backends' callers.
+from agent.hotkey_syntax import SETTING, SHORTCUT_HINT, Hotkey, parse_hotkey
+
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "SHORTCUT_HINT",
     "Hotkey",
     "HotkeyBackend",
     "HotkeyChoice",
@@ -59,117 +62,9 @@ __all__ = [
     "parse_hotkey",
 ]
 
-SETTING = "[hotkeys] talk / interrupt"  # what an error names when no single setting is known
-SHORTCUT_HINT = ("bind `voice-agent talk` and `voice-agent interrupt` in the desktop's "
-                 "keyboard shortcut settings instead")
 # `keyboard` reads /dev/input itself and refuses to start unless it runs as root (read access
 # to the devices alone is not enough: its init calls ensure_root()).
 KEYBOARD_LINUX = "keyboard needs root on Linux (it reads /dev/input itself)"
-
-# --- combos ---------------------------------------------------------------------------------
-
-# Modifiers: accepted spelling -> (keyboard's name, pynput's name), in the order they print.
-_MODIFIERS: dict[str, tuple[str, str]] = {
-    "ctrl": ("ctrl", "ctrl"), "control": ("ctrl", "ctrl"),
-    "alt": ("alt", "alt"),
-    "alt gr": ("alt gr", "alt_gr"), "altgr": ("alt gr", "alt_gr"),
-    "shift": ("shift", "shift"),
-    "windows": ("windows", "cmd"), "win": ("windows", "cmd"), "super": ("windows", "cmd"),
-    "cmd": ("windows", "cmd"), "command": ("windows", "cmd"), "meta": ("windows", "cmd"),
-}
-_MODIFIER_ORDER = ("ctrl", "alt", "alt gr", "shift", "windows")
-
-# Named keys: accepted spelling -> (keyboard's name, pynput's `Key` member).
-_NAMED: dict[str, tuple[str, str]] = {
-    "space": ("space", "space"), "spacebar": ("space", "space"),
-    "enter": ("enter", "enter"), "return": ("enter", "enter"),
-    "tab": ("tab", "tab"),
-    "esc": ("esc", "esc"), "escape": ("esc", "esc"),
-    "backspace": ("backspace", "backspace"),
-    "delete": ("delete", "delete"), "del": ("delete", "delete"),
-    "insert": ("insert", "insert"), "ins": ("insert", "insert"),
-    "home": ("home", "home"), "end": ("end", "end"),
-    "page up": ("page up", "page_up"), "pageup": ("page up", "page_up"),
-    "pgup": ("page up", "page_up"),
-    "page down": ("page down", "page_down"), "pagedown": ("page down", "page_down"),
-    "pgdn": ("page down", "page_down"),
-    "up": ("up", "up"), "down": ("down", "down"), "left": ("left", "left"),
-    "right": ("right", "right"),
-    "caps lock": ("caps lock", "caps_lock"), "num lock": ("num lock", "num_lock"),
-    "scroll lock": ("scroll lock", "scroll_lock"),
-    "print screen": ("print screen", "print_screen"),
-    "pause": ("pause", "pause"), "menu": ("menu", "menu"),
-}
-_FKEY = re.compile(r"f([1-9]|1[0-9]|2[0-4])")
-_EXAMPLES = ("modifiers ctrl, alt, shift, windows, alt gr, then one key: a-z, 0-9, f1-f24, "
-             "space, enter, tab, esc, backspace, delete, insert, home, end, page up, page down, "
-             "up, down, left, right, pause, menu (e.g. ctrl+alt+space)")
-
-
-@dataclass(frozen=True)
-class Hotkey:
-    """A chord: modifiers (keyboard's names) held, then `key` pressed."""
-
-    modifiers: tuple[str, ...]  # in _MODIFIER_ORDER, no repeats
-    key: str  # keyboard's name: "space", "a", "7", "f9", "page up"
-
-    @property
-    def keyboard_spelling(self) -> str:
-        return "+".join((*self.modifiers, self.key))
-
-    @property
-    def pynput_spelling(self) -> str:
-        mods = [f"<{_MODIFIERS[m][1]}>" for m in self.modifiers]
-        if len(self.key) == 1:
-            key = self.key
-        elif _FKEY.fullmatch(self.key):
-            key = f"<{self.key}>"
-        else:
-            key = f"<{_NAMED[self.key][1]}>"
-        return "+".join((*mods, key))
-
-
-def _normalise(name: str) -> str:
-    return " ".join(name.replace("_", " ").split()).lower()
-
-
-def parse_hotkey(combo: str, setting: str = SETTING) -> Hotkey:
-    """Check a combo in `keyboard`'s spelling; `ValueError` names `setting` and the fault."""
-
-    def bad(why: str) -> ValueError:
-        return ValueError(f"{setting} = {combo!r} is not a valid hotkey: {why}. "
-                          f"Use {_EXAMPLES}.")
-
-    if not isinstance(combo, str) or not combo.strip():
-        raise bad("it is empty")
-    if "," in combo:
-        raise bad("key sequences (a comma) are not supported, only one chord")
-    parts = [_normalise(p) for p in combo.split("+")]
-    if any(not p for p in parts):
-        raise bad("a key name is missing around a '+'")
-    modifiers: list[str] = []
-    keys: list[str] = []
-    for part in parts:
-        if part in _MODIFIERS:
-            name = _MODIFIERS[part][0]
-            if name in modifiers:
-                raise bad(f"{part!r} is there twice")
-            modifiers.append(name)
-        elif (len(part) == 1 and part in "abcdefghijklmnopqrstuvwxyz0123456789") \
-                or _FKEY.fullmatch(part):
-            keys.append(part)
-        elif part in _NAMED:
-            keys.append(_NAMED[part][0])
-        else:
-            raise bad(f"{part!r} is not a key name")
-    if not keys:
-        raise bad("it has modifiers but no key")
-    if len(keys) > 1:
-        raise bad(f"it has {len(keys)} keys ({', '.join(keys)}); a chord has exactly one")
-    if parts[-1] in _MODIFIERS:
-        raise bad("the key must come after the modifiers")
-    ordered = tuple(m for m in _MODIFIER_ORDER if m in modifiers)
-    return Hotkey(ordered, keys[0])
 
 
 @dataclass(frozen=True)
