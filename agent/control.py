@@ -38,12 +38,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
+from agent.cli.table import AGENT_COMMAND_NAMES, AGENT_COMMANDS_BY_NAME
 from agent.paths import runtime_dir
 
 log = logging.getLogger(__name__)
 
-# What the app answers to; the server passes any command through and the handler decides.
-COMMANDS = ("show", "talk", "listen", "interrupt", "say", "quit", "status")
+# What the app answers to, from the one table of them (agent.cli.table): the server refuses
+# any other command, and a "say" without text, before the handler sees it.
+COMMANDS = AGENT_COMMAND_NAMES
 
 LOCK_NAME = "agent.lock"
 SOCKET_NAME = "control.sock"
@@ -93,12 +95,23 @@ class ControlReply:
 
 # Runs on the server's thread, one request at a time: it must only post work (to the app's
 # event loop or a queue) and return quickly, since every other client and stop() wait for it.
+# It sees only requests that the table accepts: a known command, with text where it needs some.
 ControlHandler = Callable[[ControlRequest], ControlReply]
 
 
 def unknown_command_reply(command: str) -> ControlReply:
-    """The reply a handler gives to a command it does not know."""
+    """The reply to a command that is not in the table."""
     return ControlReply(False, f"unknown command {command!r}; known: {', '.join(COMMANDS)}")
+
+
+def refusal(request: ControlRequest) -> ControlReply | None:
+    """Why the table refuses a request, or None: it goes to the handler."""
+    command = AGENT_COMMANDS_BY_NAME.get(request.command)
+    if command is None:
+        return unknown_command_reply(request.command)
+    if command.takes_text and not request.text.strip():
+        return ControlReply(False, f"{command.name}: nothing to say")
+    return None
 
 
 # --- the instance lock ----------------------------------------------------------------------
@@ -252,7 +265,9 @@ class ControlServer:
     who connected (the peer's user id, from the kernel) and refuses anyone but its own user.
 
     ``handler`` runs on that thread, one request at a time: it must only post work (to the
-    app's event loop or a queue) and return quickly. Its exceptions become error replies.
+    app's event loop or a queue) and return quickly. Its exceptions become error replies. It
+    sees only the requests that the table of commands (agent.cli.table) accepts; the server
+    answers the others itself.
 
     start() removes a stale socket file, left behind by an instance that was killed. That is
     safe only because the caller holds the InstanceLock: without it, start() could unlink the
@@ -565,6 +580,9 @@ class ControlServer:
                                        "Unicode")
         request = ControlRequest(command, text)
         log.debug("control: %r", command)
+        refused = refusal(request)
+        if refused is not None:
+            return refused
         try:
             reply = self._handler(request)
         except Exception:

@@ -7,17 +7,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-QUICK_COMMANDS = ("talk", "listen", "interrupt", "quit", "status")
+from agent.cli.table import AGENT_COMMANDS_BY_NAME
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) == 1 and args[0] in QUICK_COMMANDS:
+    command = AGENT_COMMANDS_BY_NAME.get(args[0]) if len(args) == 1 else None
+    if command is not None and command.quick:
         from agent.control import tell_running_agent
 
-        # `listen` with no agent running records in the terminal instead (agent.cli).
-        done = tell_running_agent(args[0], quiet_if_absent=args[0] == "listen")
-        if done is not None or args[0] != "listen":
+        # `listen` with no agent running records in the terminal instead (agent.cli): stay
+        # quiet about the missing agent and fall through to the full command line.
+        fall_back = command.done_here_without_agent
+        done = tell_running_agent(command.name, quiet_if_absent=fall_back)
+        if done is not None or not fall_back:
             return 0 if done else 1
     from agent.cli import main as full_main
 

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import read_tap
-from tests.test_cli import no_audio_env
+from harness.services import no_audio_env, read_tap
 
 
 def run(*args: str, env: dict[str, str], stdin: str | None = None,
@@ -92,7 +91,7 @@ def test_ctrl_c_in_chat_interrupts_the_reply_and_the_chat_goes_on(audio_tap: Pat
     import signal
     import time
 
-    from tests.harness.services import wait_for
+    from harness.services import wait_for
 
     config = tmp_path / "config.toml"
     config.write_text('[tts]\nvoice = "jm_kumo"\n[llm]\nmax_tokens = 400\n'

@@ -7,15 +7,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from agent import entry, logs
 from agent.audio.sinks import read_wav
+from agent.cli.parser import build_parser
+from agent.cli.running import cmd_control
+from agent.cli.table import AGENT_COMMANDS, CommandLine
+from agent.control import ControlReply, ControlRequest, ControlServer
 from agent.text import split_for_speech
-from tests.conftest import read_tap
-from tests.harness.services import wait_for
+from harness.services import read_tap, wait_for
 
 SR = 24_000
 
@@ -35,6 +40,106 @@ def no_audio_env(tmp_path: Path) -> dict[str, str]:
     runtime.mkdir(mode=0o700)
     env.update(XDG_RUNTIME_DIR=str(runtime), PULSE_SERVER="unix:/nonexistent")
     return env
+
+
+# --- the table of the running agent's commands, as the command line reads it ----------------
+
+
+def test_the_parser_takes_its_agent_subcommands_from_the_table() -> None:
+    parser = build_parser()
+    usage = parser.format_help()
+    for command in AGENT_COMMANDS:
+        if command.command_line is CommandLine.NONE:
+            with pytest.raises(SystemExit):  # "show" is for a second launch to send
+                parser.parse_args([command.name])
+            continue
+        args = parser.parse_args([command.name, *(["some text"] if command.takes_text else [])])
+        assert args.command == command.name
+        if command.command_line is CommandLine.SEND:
+            assert args.func is cmd_control
+            assert command.help in " ".join(usage.split()), command.name
+        else:  # it has the options of the work it does here when no agent runs
+            assert args.func is not cmd_control
+    sent = ", ".join(c.name for c in AGENT_COMMANDS if c.command_line is not CommandLine.NONE)
+    assert sent in " ".join(usage.split())
+
+
+class RecordingAgent:
+    """A stand-in for the running agent behind a real control socket."""
+
+    def __init__(self) -> None:
+        self.requests: list[ControlRequest] = []
+
+    def __call__(self, request: ControlRequest) -> ControlReply:
+        self.requests.append(request)
+        return ControlReply(True, f"{request.command}: sent to the running agent")
+
+
+@pytest.fixture
+def running_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RecordingAgent]:
+    monkeypatch.setenv("VOICE_AGENT_RUNTIME_DIR", str(tmp_path / "run"))
+    agent = RecordingAgent()
+    server = ControlServer(agent)
+    server.start()
+    try:
+        yield agent
+    finally:
+        server.stop()
+
+
+def test_each_agent_command_reaches_the_running_agent(
+        running_agent: RecordingAgent, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VOICE_AGENT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr(logs, "setup_logging", lambda *_args, **_options: None)  # the tests'
+    full_command_line: list[list[str]] = []
+
+    def spy(argv: list[str]) -> int:
+        full_command_line.append(argv)
+        from agent.cli.parser import main
+
+        return main(argv)
+
+    monkeypatch.setattr("agent.cli.main", spy)
+    for command in AGENT_COMMANDS:
+        if command.command_line is not CommandLine.NONE:
+            argv = [command.name, *(["Hello", "there."] if command.takes_text else [])]
+            assert entry.main(argv) == 0, capsys.readouterr().err
+    expected = [ControlRequest(c.name, "Hello there." if c.takes_text else "")
+                for c in AGENT_COMMANDS if c.command_line is not CommandLine.NONE]
+    assert running_agent.requests == expected
+    # Only what needs options (say's text) loaded the full command line.
+    assert full_command_line == [["say", "Hello", "there."]]
+    assert "talk: sent to the running agent" in capsys.readouterr().out
+
+
+def test_the_quick_path_loads_nothing_heavy(tmp_path: Path) -> None:
+    env = dict(os.environ, VOICE_AGENT_RUNTIME_DIR=str(tmp_path / "run"))
+    probe = ("import sys; from agent.entry import main; status = main(['interrupt']); "
+             "print(status, sorted(m for m in ('numpy', 'agent.cli.parser', 'agent.speech') "
+             "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.stdout.split("\n")[0] == "1 []", result.stderr
+    assert "voice-agent is not running" in result.stderr
+
+
+def test_listen_without_an_agent_falls_back_to_the_full_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("VOICE_AGENT_RUNTIME_DIR", str(tmp_path / "run"))
+    handed_on: list[list[str]] = []
+
+    def full_main(argv: list[str]) -> int:
+        handed_on.append(argv)
+        return 7
+
+    monkeypatch.setattr("agent.cli.main", full_main)
+    assert entry.main(["listen"]) == 7
+    assert handed_on == [["listen"]]
+    assert capsys.readouterr().err == "", "the missing agent is no news: listen records here"
+    assert entry.main(["talk"]) == 1 and handed_on == [["listen"]]
+    assert "voice-agent is not running" in capsys.readouterr().err
 
 
 def test_say_writes_a_wav_without_any_audio_device(tmp_path: Path) -> None:

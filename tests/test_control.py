@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli.table import AGENT_COMMANDS
 from agent.control import (
     COMMANDS,
     MAX_REQUEST_BYTES,
@@ -139,17 +140,16 @@ def children(runtime: Path) -> Iterator[Callable[..., Child]]:
 
 
 class Recorder:
-    """A handler that remembers what it was asked and knows the app's commands."""
+    """A handler that remembers what it was asked (the server has already refused what the
+    table of commands does not accept); the text "boom" makes it fail."""
 
     def __init__(self) -> None:
         self.requests: list[ControlRequest] = []
 
     def __call__(self, request: ControlRequest) -> ControlReply:
         self.requests.append(request)
-        if request.command == "boom":
+        if request.text == "boom":
             raise RuntimeError("handler bug")
-        if request.command not in COMMANDS:
-            return unknown_command_reply(request.command)
         return ControlReply(True, f"did {request.command}: {request.text}")
 
 
@@ -266,21 +266,40 @@ def test_every_command_round_trips(runtime: Path, transport: Transport) -> None:
                    for command in COMMANDS]
         unknown = send(ControlRequest("dance"), transport=transport)
     assert replies == [ControlReply(True, f"did {command}: {text}") for command in COMMANDS]
-    assert handler.requests[:len(COMMANDS)] == [ControlRequest(c, text) for c in COMMANDS]
-    assert handler.requests[-1] == ControlRequest("dance")
-    assert not unknown.ok
-    assert "dance" in unknown.message
-    assert all(command in unknown.message for command in COMMANDS)
+    assert handler.requests == [ControlRequest(c, text) for c in COMMANDS], \
+        "an unknown command never reaches the handler"
+    assert unknown == unknown_command_reply("dance")
+    assert unknown.message == ("unknown command 'dance'; known: show, talk, listen, interrupt, "
+                               "say, quit, status")
+
+
+def test_the_commands_are_the_tables() -> None:
+    assert tuple(command.name for command in AGENT_COMMANDS) == COMMANDS
+    assert set(COMMANDS) == {"show", "talk", "listen", "interrupt", "say", "quit", "status"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_command_that_takes_text_is_refused_without_it(
+        runtime: Path, transport: Transport) -> None:
+    handler = Recorder()
+    with serving(handler, transport):
+        replies = [send(ControlRequest("say", text), transport=transport)
+                   for text in ("", "  \n\t")]
+        spoken = send(ControlRequest("say", "hello"), transport=transport)
+        texted = send(ControlRequest("talk", "ignored"), transport=transport)  # as it always was
+    assert replies == [ControlReply(False, "say: nothing to say")] * 2
+    assert spoken == ControlReply(True, "did say: hello")
+    assert texted == ControlReply(True, "did talk: ignored")
+    assert handler.requests == [ControlRequest("say", "hello"), ControlRequest("talk", "ignored")]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_handler_failure_is_an_error_reply_and_the_server_goes_on(
         runtime: Path, transport: Transport) -> None:
     with serving(Recorder(), transport):
-        failed = send(ControlRequest("boom"), transport=transport)
+        failed = send(ControlRequest("say", "boom"), transport=transport)
         after = send(ControlRequest("talk"), transport=transport)
-    assert not failed.ok
-    assert "boom" in failed.message
+    assert failed == ControlReply(False, "'say' failed inside voice-agent; see its log")
     assert after == ControlReply(True, "did talk: ")
 
 
