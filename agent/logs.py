@@ -3,9 +3,10 @@ per-turn timings.
 
 - `setup_logging(verbose, to_file)`: console logging (a terminal tool's terse lines; `-v` for
   debug), plus, for the tray agent, a rotating file in the user log dir (1 MB x 3).
-- Secrets never reach a handler: a filter on each handler replaces the OPENAI_API_KEY
-  environment value and every value given to `add_secret()` (the configured llm.api_key)
-  with "***", in the message, its arguments, exception text and stack text alike.
+- Secrets never reach a handler: a filter on each handler blanks out what agent.redaction
+  keeps secret (the OPENAI_API_KEY environment value and every value given to
+  `redaction.add_secret()`, such as the configured llm.api_key), in the message, its
+  arguments, exception text and stack text alike.
 - `TurnTimer`: one debug line per conversation turn ("turn 3: first token 0.15 s, first
   audio 1.42 s, done 3.90 s"), fed by the event bus and the playback events it listens to.
 """
@@ -14,58 +15,24 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Protocol
 
-from agent import paths
+from agent import paths, redaction
 from agent.audio.events import PlaybackEvent, PlaybackKind, PlaybackListener
 from agent.events import AgentEvent, AgentState, EventBus, ReplyDelta, StateChanged, UserSaid
 
 LOG_NAME = "voice-agent.log"
 LOG_MAX_BYTES = 1_000_000
 LOG_BACKUPS = 3
-REDACTED = "***"
-# Shorter values would blank out ordinary words; real keys are far longer.
-MIN_SECRET_CHARS = 4
 # Libraries that talk too much for a terminal tool.
 QUIET_LIBRARIES = ("phonemizer", "huggingface_hub", "urllib3", "httpx")
-
-_secrets: set[str] = set()
-
-
-def add_secret(value: str) -> None:
-    """Never log `value` (an API key): every handler set up here blanks it out."""
-    value = value.strip()
-    if len(value) >= MIN_SECRET_CHARS:
-        _secrets.add(value)
-
-
-def secrets() -> list[str]:
-    """What is kept out of the logs now, longest first (a key containing another one is
-    replaced whole). The environment is read each time: a key set later is covered too."""
-    found = set(_secrets)
-    env_key = os.environ.get("OPENAI_API_KEY", "").strip()
-    if len(env_key) >= MIN_SECRET_CHARS:
-        found.add(env_key)
-    return sorted(found, key=len, reverse=True)
-
-
-def redact(text: str, values: Iterable[str] | None = None) -> str:
-    """`text` with each secret replaced by "***". Servers quote a rejected key as its first
-    characters, stars and its last four ("sk-ab***...***wxyz"): that tail goes too."""
-    for secret in secrets() if values is None else values:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-        if len(secret) >= 12:
-            text = re.sub(r"\*{3,}" + re.escape(secret[-4:]), REDACTED, text)
-    return text
 
 
 class SecretFilter(logging.Filter):
@@ -73,23 +40,23 @@ class SecretFilter(logging.Filter):
     formatter, and changes the record itself, so every later handler gets the clean one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        values = secrets()
+        values = redaction.secrets()
         if not values:
             return True
         try:
             message = record.getMessage()
         except Exception:  # a broken format string: logging reports it, with the raw msg
             return True
-        clean = redact(message, values)
+        clean = redaction.redact(message, values)
         if clean != message:
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             # The formatter uses exc_text when it is set: format it here, clean.
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text, values)
+            record.exc_text = redaction.redact(record.exc_text, values)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info, values)
+            record.stack_info = redaction.redact(record.stack_info, values)
         return True
 
 

@@ -20,11 +20,13 @@ from pathlib import Path
 import pytest
 
 from agent import config as config_module
-from agent import doctor, first_run, logs
+from agent import doctor, first_run, logs, redaction
 from agent.audio.events import PlaybackEvent, PlaybackKind
+from agent.checks import Status
 from agent.config import Config
 from agent.desktop.hotkeys import SHORTCUT_HINT, HotkeyChoice, NoHotkeys, PynputHotkeys
 from agent.events import AgentState, EventBus, ReplyDelta, StateChanged, UserSaid
+from agent.llm import doctor as llm_doctor
 
 API_KEY = "sk-test-Zq8xW3vN5mK1pL7rT9yB2cD4fG6hJ0aS"
 ENV_KEY = "sk-env-Hh4Jk8Lm2Nb6Vc1Xz5Qw9Er3Ty7Ui0OpAs"
@@ -75,6 +77,25 @@ def test_doctor_without_a_sound_server_says_there_is_no_audio_output(tmp_path: P
     microphone = line_of(result.stdout, "warn microphone:")
     assert "Fix:" in microphone and "typing in the overlay works" in microphone
     assert "Whisper base" in line_of(result.stdout, "ok   speech recognition:")
+    # Each subsystem probes itself; the runner keeps the order the user knows.
+    names = [line[5:].partition(":")[0] for line in result.stdout.splitlines()[:-1]]
+    assert names == ["config", "audio output", "Kokoro", "voice", "LLM", "hotkeys",
+                     "microphone", "speech recognition", "display", "log"]
+
+
+def test_the_probes_load_only_when_they_run() -> None:
+    """The CLI imports the runner for its parser, and doctor runs headless: importing the
+    runner loads no probe, and the desktop's probe module loads nothing of the desktop."""
+    script = ("import sys, agent.doctor; before = set(sys.modules); "
+              "import agent.desktop.doctor; after = set(sys.modules); "
+              "print(sorted(m for m in before if m.endswith('.doctor'))); "
+              "print(sorted(m for m in after if m.startswith(('agent.desktop.', 'pystray', "
+              "'tkinter', 'pynput'))))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True)
+    probes_at_import, desktop_at_import = result.stdout.splitlines()
+    assert probes_at_import == "['agent.doctor']"
+    assert desktop_at_import == "['agent.desktop.doctor']"
 
 
 def closed_port() -> socket.socket:
@@ -110,8 +131,8 @@ def test_a_fallback_makes_an_unreachable_server_a_warning(monkeypatch: pytest.Mo
         cfg = Config()
         cfg.llm.backend, cfg.llm.fallback = "openai", "embedded"
         cfg.llm.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        checks = doctor.check_llm(cfg)
-    assert [c.status for c in checks] == [doctor.Status.WARN, doctor.Status.OK]
+        checks = llm_doctor.check_llm(cfg)
+    assert [c.status for c in checks] == [Status.WARN, Status.OK]
     assert "embedded model answers meanwhile" in checks[0].line()
     assert doctor.verdict(checks)[0] == 0
 
@@ -123,7 +144,7 @@ def test_a_fallback_makes_an_unreachable_server_a_warning(monkeypatch: pytest.Mo
 def clean_logging(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """setup_logging on a root logger that is put back as it was afterwards."""
     monkeypatch.setenv("VOICE_AGENT_LOG_DIR", str(tmp_path / "log"))
-    monkeypatch.setattr(logs, "_secrets", set())
+    monkeypatch.setattr(redaction, "_registered", set())
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     yield tmp_path / "log" / "voice-agent.log"
@@ -140,7 +161,7 @@ def test_secrets_never_reach_the_log_file(clean_logging: Path,
     monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
     path = logs.setup_logging(verbose=False, to_file=True)
     assert path == clean_logging
-    logs.add_secret(API_KEY)
+    redaction.add_secret(API_KEY)
     log = logging.getLogger("agent.test")
     log.info("sending with key %s and %s", API_KEY, ENV_KEY)
     log.warning(f"the server said: Incorrect API key provided: sk-tes{'*' * 20}{API_KEY[-4:]}")
@@ -156,6 +177,29 @@ def test_secrets_never_reach_the_log_file(clean_logging: Path,
     assert API_KEY not in text and ENV_KEY not in text and API_KEY[-4:] not in text
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_redaction_blanks_masked_quotes_of_a_key_but_not_its_bare_tail(
+        clean_logging: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", ENV_KEY)
+    redaction.add_secret(API_KEY)
+    tail = API_KEY[-4:]
+    for quoted in (f"sk-tes{'*' * 20}{tail}", f"sk-tes...{tail}", f"sk-tes…{tail}"):
+        assert tail not in redaction.redact(f"Incorrect API key provided: {quoted}.")
+    # Four characters alone are as likely a year or part of a word as a key.
+    assert redaction.redact(f"model {tail}") == f"model {tail}"
+    assert redaction.redact(f"{API_KEY} and {ENV_KEY}") == "*** and ***"
+    assert redaction.redact(API_KEY, values=[]) == API_KEY  # `values` replaces the known ones
+
+
+def test_server_text_loses_anything_shaped_like_a_key(clean_logging: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    sent = "sk-sent-Qm7Rt2Yp9Lk4Wx6Zb1Nc8Vd3"
+    text = (f"key {sent} rejected; the proxy holds sk-other-1234abcd, key-5f3a9c and "
+            f"Bearer tok.en-99; see sk-")
+    assert redaction.redact_server_text(text, [sent]) == (
+        "key *** rejected; the proxy holds sk-***, key-*** and Bearer ***; see sk-")
 
 
 def test_setting_up_twice_adds_one_file_handler(clean_logging: Path) -> None:
@@ -218,8 +262,7 @@ def test_turn_timer_on_a_real_conversation(tmp_path: Path,
     from agent.conversation import Conversation
     from agent.history import History
     from agent.speech import SpeechPipeline
-    from tests.test_conversation import ScriptedBackend
-    from tests.test_speech import ToneSynth
+    from harness.fakes import ScriptedBackend, ToneSynth
 
     caplog.set_level(logging.DEBUG, logger="agent.timing")
     speech = SpeechPipeline(ToneSynth(), MemorySink(), voice="v").start()
@@ -331,17 +374,17 @@ def server_settings(url: str, model: str) -> Config:
 
 def test_the_server_check_looks_for_the_model() -> None:
     with ModelsServer(["llama3.2", "qwen3"]) as server:
-        listed = doctor.check_server(server_settings(server.url, "qwen3").llm)
-        unlisted = doctor.check_server(server_settings(server.url, "gpt-test").llm)
-    assert listed.status is doctor.Status.OK and "model qwen3 is listed" in listed.line()
+        listed = llm_doctor.check_server(server_settings(server.url, "qwen3").llm)
+        unlisted = llm_doctor.check_server(server_settings(server.url, "gpt-test").llm)
+    assert listed.status is Status.OK and "model qwen3 is listed" in listed.line()
     assert "with an API key" in listed.line()
-    assert unlisted.status is doctor.Status.WARN
+    assert unlisted.status is Status.WARN
     assert "gpt-test is not listed (it lists llama3.2, qwen3)" in unlisted.line()
 
 
 def test_a_rejected_key_is_reported_without_the_key() -> None:
     with ModelsServer([], reject=True) as server:
-        check = doctor.check_server(server_settings(server.url, "gpt-test").llm)
-    assert check.status is doctor.Status.FAIL
+        check = llm_doctor.check_server(server_settings(server.url, "gpt-test").llm)
+    assert check.status is Status.FAIL
     assert "HTTP 401" in check.line() and "API key was rejected" in check.line()
     assert API_KEY[-4:] not in check.line()

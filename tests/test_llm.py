@@ -28,7 +28,7 @@ from agent.llm import (
 from agent.llm.embedded import EmbeddedBackend
 from agent.llm.ollama import OllamaBackend
 from agent.llm.openai_compat import OpenAICompatBackend
-from tests.harness.llm_servers import (
+from harness.llm_servers import (
     FaultRequest,
     FaultServer,
     LlamaServer,
@@ -37,7 +37,7 @@ from tests.harness.llm_servers import (
     cpu_seconds,
     free_port,
 )
-from tests.harness.services import wait_for
+from harness.services import wait_for
 
 QUESTION = [Message("system", "You are a helpful assistant. Answer briefly."),
             Message("user", "What is the capital of France?")]
@@ -210,6 +210,7 @@ def test_cancel_stops_at_once_and_the_server_stops_generating(
 
 # --- the embedded model -------------------------------------------------------------------
 
+@pytest.mark.slow  # the embedded LLM (the `embedded` fixture)
 def test_embedded_model_gives_a_real_reply(loop: LoopThread,
                                             embedded: EmbeddedBackend) -> None:
     start = time.perf_counter()
@@ -220,6 +221,7 @@ def test_embedded_model_gives_a_real_reply(loop: LoopThread,
     print(f"\nembedded reply ({time.perf_counter() - start:.2f} s): {reply.text!r}")
 
 
+@pytest.mark.slow  # the embedded LLM (the `embedded` fixture)
 def test_embedded_cancel_stops_at_once_the_worker_ends_and_the_next_reply_works(
         loop: LoopThread, embedded: EmbeddedBackend) -> None:
     cancelled = loop.run(cancel_when(embedded, LONG_REPLY, text_deltas=5))
@@ -237,6 +239,7 @@ def test_embedded_cancel_stops_at_once_the_worker_ends_and_the_next_reply_works(
     assert embedded.worker is not None and embedded.worker is not worker
 
 
+@pytest.mark.slow  # the embedded LLM (the `embedded` fixture)
 def test_embedded_generations_run_one_at_a_time(loop: LoopThread,
                                                 embedded: EmbeddedBackend) -> None:
     other = EmbeddedBackend(temperature=0.0, max_tokens=12)  # shares the loaded model
@@ -259,6 +262,7 @@ def test_unreachable_server_fails_fast_with_a_clear_message(loop: LoopThread) ->
     assert not reply.deltas
 
 
+@pytest.mark.slow  # the embedded LLM (the `embedded` fixture)
 def test_fallback_to_the_embedded_model_says_so(loop: LoopThread,
                                                 embedded: EmbeddedBackend) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from agent import redaction
 from agent.llm.base import (
     Delta,
     LLMError,
@@ -35,8 +36,6 @@ MAX_CONNECT_TIMEOUT_S = 5.0
 # An error body is short; a proxy's HTML page is not worth more than this.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 MAX_QUOTED_CHARS = 300
-
-_KEY_LIKE = re.compile(r"\b(sk-|key-|Bearer\s+)[A-Za-z0-9_\-*.]{4,}")
 
 
 def public_url(url: str) -> str:
@@ -69,16 +68,6 @@ def is_loopback(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def redact(text: str, secret: str) -> str:
-    """`text` with the secret and anything that looks like an API key blanked out: servers
-    quote (parts of) the key they rejected."""
-    if secret:
-        text = text.replace(secret, "***")
-        if len(secret) >= 12:  # OpenAI quotes the key's first and last characters
-            text = text.replace(secret[-4:], "***")
-    return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
 
 
 def error_message_from_body(body: bytes) -> str:
@@ -169,7 +158,8 @@ class HttpStream:
         return payload
 
     def _redact(self, text: str) -> str:
-        return redact(text, self.api_key)
+        """Servers quote (parts of) the key they rejected: never pass that on."""
+        return redaction.redact_server_text(text, [self.api_key])
 
     def unreachable(self, error: Exception) -> LLMUnreachable:
         reason = self._redact(_root_cause(error))
@@ -307,7 +297,7 @@ def _capitalised(text: str) -> str:
 
 
 def api_key_from(configured: str) -> str:
-    return configured.strip() or os.environ.get("OPENAI_API_KEY", "").strip()
+    return configured.strip() or os.environ.get(redaction.API_KEY_ENV, "").strip()
 
 
 def wire_messages(messages: Sequence[Message]) -> list[dict[str, str]]:

