@@ -153,7 +153,7 @@ def naive(engine, question: str, llm: LLMConfig) -> float:  # type: ignore[no-un
 def generation_stop(engine, server, interrupt: bool) -> float:  # type: ignore[no-untyped-def]
     """Seconds from the interrupt (or, for the baseline, from the same moment with no
     interrupt: the client lets the reply finish) until the server's CPU goes quiet."""
-    from tests.harness.llm_servers import cpu_seconds
+    from harness.llm_servers import cpu_seconds
 
     llm = LLMConfig(backend="openai", base_url=server.base_url, model="smollm2",
                     max_tokens=600, temperature=0.0)
@@ -216,7 +216,7 @@ def main() -> None:
           f"longest {max(every, default=0):.2f} s")
 
     from agent.llm.embedded import locate_model
-    from tests.harness.llm_servers import start_llama_server
+    from harness.llm_servers import start_llama_server
 
     server = start_llama_server(locate_model(), Path(tempfile.mkdtemp()))
     try:

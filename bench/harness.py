@@ -1,5 +1,6 @@
-"""What the benchmarks share: a private PulseAudio behind the ALSA tap (as in the tests), and
-small statistics helpers."""
+"""What the benchmarks share: a private PulseAudio behind the ALSA tap, the virtual microphone
+and the headless desktop, started once per process from the top-level `harness` package (the
+tests' services too), and small statistics helpers."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from tests.harness.microphone import VirtualMicrophone
-from tests.harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
+from harness.microphone import VirtualMicrophone
+from harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
 
 
 def start_audio() -> Path:
@@ -40,7 +41,7 @@ def _start_audio() -> tuple[Path, Processes]:
 def start_desktop() -> None:
     """Xvfb, a session bus with dunst, and the trayer tray host, for this process and its
     children (DISPLAY, DBUS_SESSION_BUS_ADDRESS); stopped at exit."""
-    from tests.harness.desktop import start_session_bus, start_tray_host, start_xvfb
+    from harness.desktop import start_session_bus, start_tray_host, start_xvfb
 
     workdir = Path(tempfile.mkdtemp(prefix="voice-agent-bench-desktop-"))
     procs = Processes(workdir)

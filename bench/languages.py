@@ -26,8 +26,8 @@ if TYPE_CHECKING:
     from agent.listen.whisper import Transcriber
     from agent.tts.kokoro import KokoroEngine
 
-from tests.harness.speech_samples import LANGUAGE_SENTENCES as LANGUAGES
-from tests.harness.speech_samples import NO_SPACES, normalise
+from harness.speech_samples import LANGUAGE_SENTENCES as LANGUAGES
+from harness.speech_samples import NO_SPACES, normalise
 
 Reader = Callable[[str], str]  # text -> how it is said (kana, pinyin)
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.harness import start_audio, summary
-from tests.harness.microphone import MIC_RATE, VirtualMicrophone, clip_offset
-from tests.harness.services import Processes
+from harness.microphone import MIC_RATE, VirtualMicrophone, clip_offset
+from harness.services import Processes
 
 KOKORO_TEXT = "The weather today is sunny with a light breeze from the west."
 HUMAN_TEXT = "I do. I think that America do it very well."  # moonshine's clone-test.wav
@@ -171,7 +171,7 @@ def main() -> None:
     atexit.register(procs.stop)
     mic = VirtualMicrophone(procs)
     atexit.register(mic.close)
-    from tests.harness.services import reinitialise_portaudio
+    from harness.services import reinitialise_portaudio
 
     reinitialise_portaudio()
     utterances = [(KOKORO_TEXT, synthesise(KOKORO_TEXT)), (HUMAN_TEXT, human_clip())]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from tests.harness.speech_samples import SENTENCES
+from harness.speech_samples import SENTENCES
 
 
 def run_ours(repeats: int) -> dict[str, float]:

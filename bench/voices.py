@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.harness.speech_samples import SENTENCES
+from harness.speech_samples import SENTENCES
 
 VOICES = ("af_bella", "jm_kumo")
 

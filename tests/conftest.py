@@ -1,8 +1,20 @@
-"""Session fixtures: real services for the audio tests, and the real Kokoro model.
+"""Session fixtures: real services for the audio and desktop tests, and the real models; and
+the markers that say which tests need them.
+
+The services and test doubles themselves live in the top-level `harness` package, shared with
+bench/ (tests import `harness.*`, never each other or this file).
 
 The tests never reach the network: HF_HUB_OFFLINE keeps the Hugging Face client local, and
 the agent's own directories point into a temporary folder (the packaged model is assembled
 there once per session).
+
+Markers, applied here from the fixtures a test uses (directly or through other fixtures), so
+`pytest -m "not slow and not desktop and not audio"` (scripts/test --fast) needs no services
+and no model; tests that start those things themselves carry the mark explicitly:
+- slow: a real model is loaded (Kokoro, Whisper, the LLM), in this process or a child, or
+  the test waits tens of seconds on purpose (a library's retries);
+- desktop: Xvfb, the tray host, D-Bus, the evdev keyboard, Tk;
+- audio: the private PulseAudio behind the ALSA tap, or the virtual microphone.
 """
 
 from __future__ import annotations
@@ -13,19 +25,45 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.harness.desktop import *  # noqa: F403  (the desktop fixtures)
-from tests.harness.microphone import virtual_mic  # noqa: F401  (a fixture)
-from tests.harness.services import (
+from harness.desktop import (
+    EvdevKeyboard,
+    evdev_keyboard_fifo,
+    start_session_bus,
+    start_tray_host,
+    start_xvfb,
+)
+from harness.microphone import VirtualMicrophone
+from harness.services import (
+    LOGS,
     Processes,
     missing_tools,
     reinitialise_portaudio,
     start_pulse_with_tap,
 )
 
-LOGS = Path(os.environ.get("TEST_LOGS") or Path(__file__).resolve().parent.parent / "logs")
+# A test that uses one of these fixtures (or a fixture built on one) gets the marker.
+MARKED_BY_FIXTURE = {
+    "slow": {"engine", "packaged_only_engine", "transcriber", "llama_server"},
+    "desktop": {"xdisplay", "session_bus", "tray_host", "evdev_keyboard"},
+    "audio": {"pulse", "audio_tap", "virtual_mic"},
+}
+# Tests that load a model in a `voice-agent` child process, so no fixture tells, in files whose
+# owners were rewriting them when the markers came: to move into those files as
+# @pytest.mark.slow (elsewhere the mark is on the test itself).
+SLOW_BY_NAME = {
+    "test_cli.py": {"test_say_writes_a_wav_without_any_audio_device",
+                    "test_say_reads_standard_input", "test_dialogue_gives_each_speaker_a_voice",
+                    "test_config_mistakes_are_reported_not_fatal",
+                    "test_ctrl_c_fades_out_at_once_and_exits_130"},
+    "test_chat_cli.py": {"test_ask_without_audio_prints_the_answer_and_records_it",
+                         "test_chat_over_a_pipe_answers_each_line_and_quits_at_end_of_input",
+                         "test_chat_with_no_audio_device_says_so_once_and_goes_on_as_text",
+                         "test_ask_falls_back_to_the_embedded_model_and_says_so",
+                         "test_ask_speaks_the_answer",
+                         "test_ctrl_c_in_chat_interrupts_the_reply_and_the_chat_goes_on"},
+}
 
 _session_root = Path(tempfile.mkdtemp(prefix="voice-agent-tests-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -67,10 +105,6 @@ def audio_tap(pulse: Path) -> Path:
     pulse.unlink(missing_ok=True)
     reinitialise_portaudio()
     return pulse
-
-
-def read_tap(path: Path) -> np.ndarray:
-    return np.fromfile(path, dtype="<f4") if path.exists() else np.zeros(0, np.float32)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -125,8 +159,64 @@ def transcriber():  # type: ignore[no-untyped-def]
 def llama_server():  # type: ignore[no-untyped-def]
     """The real llama.cpp OpenAI-compatible server with the packaged SmolLM2, on loopback."""
     from agent.llm.embedded import locate_model
-    from tests.harness.llm_servers import start_llama_server
+    from harness.llm_servers import start_llama_server
 
     server = start_llama_server(locate_model(), LOGS)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def virtual_mic(pulse: Path, procs: Processes) -> Iterator[VirtualMicrophone]:
+    """The virtual microphone on the session's PulseAudio (after the `pulse` fixture)."""
+    if os.environ.get("XDG_RUNTIME_DIR") is None:
+        pytest.fail("the pulse fixture did not set XDG_RUNTIME_DIR")
+    microphone = VirtualMicrophone(procs)
+    yield microphone
+    microphone.close()
+
+
+# -- the desktop -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def xdisplay(procs: Processes) -> str:
+    """A private Xvfb screen (1024x768x24); its name (":N"), set in DISPLAY, with
+    NO_AT_BRIDGE=1 so GTK starts no accessibility bus."""
+    return start_xvfb(procs)
+
+
+@pytest.fixture(scope="session")
+def session_bus(procs: Processes, xdisplay: str) -> str:
+    """A private D-Bus session bus and dunst on it (pystray's gtk backend notifies on stop);
+    the bus address, set in DBUS_SESSION_BUS_ADDRESS."""
+    return start_session_bus(procs)
+
+
+@pytest.fixture(scope="session")
+def tray_host(procs: Processes, xdisplay: str) -> str:
+    """trayer, a system tray at the bottom right of the screen; its "panel" window."""
+    return start_tray_host(procs)
+
+
+@pytest.fixture(scope="session")
+def evdev_keyboard() -> Iterator[EvdevKeyboard]:
+    """A FIFO keyboard that the real `keyboard` library reads (see
+    harness.desktop.evdev_keyboard_fifo). Request it before anything starts `keyboard`'s
+    listener: the library looks for devices once."""
+    with evdev_keyboard_fifo() as keyboard:
+        yield keyboard
+
+
+# -- markers -----------------------------------------------------------------------------------
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Add the markers before `-m` selects (this hook runs ahead of pytest's own)."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        wanted = {marker for marker, fixtures in MARKED_BY_FIXTURE.items() if used & fixtures}
+        name = getattr(item, "originalname", item.name)
+        if name in SLOW_BY_NAME.get(item.path.name, ()):
+            wanted.add("slow")
+        for marker in sorted(wanted):
+            if item.get_closest_marker(marker) is None:
+                item.add_marker(marker)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind
+from agent.audio.events import AudioChunk, PlaybackKind
 from agent.audio.player import AudioPlayer
-from tests.conftest import read_tap
-from tests.harness.services import wait_for
+from harness.fakes import PlaybackRecorder
+from harness.services import read_tap, wait_for
 
 pytestmark = pytest.mark.audio
 SR = 24_000
@@ -25,27 +24,6 @@ def tone(seconds: float, freq: float, seed: int) -> np.ndarray:
     return signal.astype(np.float32)
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.events: list[PlaybackEvent] = []
-        self.changed = threading.Condition()
-
-    def __call__(self, event: PlaybackEvent) -> None:
-        with self.changed:
-            self.events.append(event)
-            self.changed.notify_all()
-
-    def wait(self, kind: PlaybackKind, count: int = 1,
-             timeout: float = 10.0) -> list[PlaybackEvent]:
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.of(kind)) >= count, timeout), (
-                f"no {kind} after {timeout} s; saw {[e.kind for e in self.events]}")
-            return self.of(kind)
-
-    def of(self, kind: PlaybackKind) -> list[PlaybackEvent]:
-        return [e for e in self.events if e.kind is kind]
-
-
 def first_nonzero(samples: np.ndarray) -> int:
     return int(np.flatnonzero(samples)[0])
 
@@ -53,7 +31,7 @@ def first_nonzero(samples: np.ndarray) -> int:
 def test_chunks_play_exactly_and_without_gaps(audio_tap: Path) -> None:
     chunks = [tone(0.3, 440, 1), tone(0.2, 660, 2), tone(0.25, 550, 3)]
     expected = np.concatenate(chunks)
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with AudioPlayer(blocksize=256) as player:
         player.add_listener(recorder)
         for seq, samples in enumerate(chunks):
@@ -75,7 +53,7 @@ def test_chunks_play_exactly_and_without_gaps(audio_tap: Path) -> None:
 @pytest.mark.parametrize("blocksize", [256, 512])
 def test_cut_fades_to_exact_zeros_within_one_block(audio_tap: Path, blocksize: int) -> None:
     long = tone(3.0, 440, 4)
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with AudioPlayer(blocksize=blocksize, fade_ms=5.0) as player:
         player.add_listener(recorder)
         player.enqueue(AudioChunk(long, turn=0, seq=0))
@@ -111,7 +89,7 @@ def test_new_turn_plays_after_the_fade_and_stale_chunks_never(audio_tap: Path) -
     old = tone(2.0, 440, 6)
     stale = tone(1.0, 300, 7)
     new = tone(0.3, 700, 8)
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with AudioPlayer(blocksize=256) as player:
         player.add_listener(recorder)
         player.enqueue(AudioChunk(old, turn=0, seq=0))
@@ -149,7 +127,7 @@ def test_device_is_chosen_by_name_or_index_and_a_wrong_one_is_explained(
         resolve_output("no such card")
     with pytest.raises(NoAudioDevice, match="no output device with index 999"):
         resolve_output(999)
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with AudioPlayer(device="default") as player:
         player.add_listener(recorder)
         player.enqueue(AudioChunk(tone(0.1, 440, 9), turn=0, seq=0))
@@ -169,7 +147,7 @@ def test_resampling_fallback_keeps_duration_and_pitch() -> None:
 
 def test_an_idle_stream_pauses_and_the_next_chunk_starts_it_again(audio_tap: Path) -> None:
     """Quiet when idle: no callbacks while there is nothing to play; nothing is lost after."""
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with AudioPlayer(blocksize=256, idle_stop_s=0.3) as player:
         player.add_listener(recorder)
         assert player.running
@@ -192,7 +170,7 @@ def test_a_stream_that_dies_is_reported_and_the_next_words_open_a_new_one(
         audio_tap: Path) -> None:
     """A device unplugged or a sound server restarted ends the stream under us (simulated
     by aborting it): an ERROR event says so, and the next chunk plays on a new stream."""
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with AudioPlayer(blocksize=256) as player:
         player.add_listener(recorder)
         dead = player._stream

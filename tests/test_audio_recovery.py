@@ -15,7 +15,7 @@ pytestmark = pytest.mark.audio
 def test_playback_recovers_after_the_sound_server_is_killed_and_restarted() -> None:
     env = {k: v for k, v in os.environ.items()
            if k not in ("XDG_RUNTIME_DIR", "ALSA_CONFIG_PATH", "AUDIO_TAP_FILE")}
-    done = subprocess.run([sys.executable, "-m", "tests.harness.sound_server_restart"],
+    done = subprocess.run([sys.executable, "-m", "harness.sound_server_restart"],
                           env=env, capture_output=True, text=True, timeout=120)
     out = done.stdout
     assert done.returncode == 0, out + done.stderr[-3000:]

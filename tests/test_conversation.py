@@ -6,14 +6,11 @@ model are exercised in test_llm.py and test_end_to_end.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -21,64 +18,18 @@ import pytest
 from agent.audio.sinks import MemorySink
 from agent.config import ConversationConfig
 from agent.conversation import Conversation
-from agent.events import AgentEvent, AgentState, ReplyDone, StateChanged, UserSaid
+from agent.events import AgentState, StateChanged, UserSaid
 from agent.history import History, HistoryEntry
-from agent.llm.base import Delta, LLMStalled, Message
+from agent.llm.base import LLMStalled, Message
 from agent.speech import SpeechPipeline
-from tests.harness.services import wait_for
-from tests.test_speech import SlowSink, ToneSynth
-
-
-class ScriptedBackend:
-    """Replies with scripted deltas; `hold` keeps a reply open until released."""
-
-    name = "scripted"
-    description = "scripted test backend"
-
-    def __init__(self, replies: list[list[str] | Exception]) -> None:
-        self.replies = list(replies)
-        self.requests: list[list[Message]] = []
-        self.hold = threading.Event()
-        self.hold.set()
-        self.cancelled = threading.Event()
-
-    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[Delta]:
-        self.requests.append(list(messages))
-        reply = self.replies.pop(0)
-        try:
-            if isinstance(reply, Exception):
-                raise reply
-            for i, text in enumerate(reply):
-                if i == 1:
-                    while not self.hold.is_set():
-                        await asyncio.sleep(0.005)
-                yield Delta(text=text)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-
-    async def aclose(self) -> None:
-        pass
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[AgentEvent] = []
-
-    def __call__(self, event: AgentEvent) -> None:
-        self.seen.append(event)
-
-    def states(self) -> list[AgentState]:
-        return [e.state for e in self.seen if isinstance(e, StateChanged)]
-
-    def done(self) -> list[ReplyDone]:
-        return [e for e in self.seen if isinstance(e, ReplyDone)]
+from harness.fakes import EventLog, ScriptedBackend, SlowSink, ToneSynth
+from harness.services import wait_for
 
 
 def make(tmp_path: Path, backend: ScriptedBackend, sink: MemorySink | None = None,
-         barge_in: bool = False) -> tuple[Conversation, SpeechPipeline, Events]:
+         barge_in: bool = False) -> tuple[Conversation, SpeechPipeline, EventLog]:
     speech = SpeechPipeline(ToneSynth(), sink or MemorySink(), voice="v").start()
-    events = Events()
+    events = EventLog()
     conversation = Conversation(backend, speech, History(tmp_path / "history.jsonl"),
                                 ConversationConfig(barge_in=barge_in), "Be brief.")
     conversation.bus.subscribe(events)

@@ -28,8 +28,7 @@ from agent.desktop.icons import icon_image
 from agent.events import AgentState
 from agent.first_run import MARKER_NAME
 from agent.tts.voices import LANGUAGES
-from tests.conftest import read_tap
-from tests.harness.desktop import (
+from harness.desktop import (
     EvdevKeyboard,
     find_windows,
     screenshot,
@@ -38,7 +37,8 @@ from tests.harness.desktop import (
     window_geometry,
     xdotool,
 )
-from tests.harness.microphone import VirtualMicrophone
+from harness.microphone import VirtualMicrophone
+from harness.services import read_tap
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 

@@ -11,30 +11,15 @@ import pytest
 
 from agent.config import DEFAULT_SYSTEM_PROMPT, ConversationConfig, LLMConfig
 from agent.conversation import Conversation
-from agent.events import AgentEvent, AgentState, ReplyDelta, ReplyDone, StateChanged
+from agent.events import AgentState, ReplyDelta
 from agent.history import History
 from agent.llm import make_backend
 from agent.speech import SpeechPipeline
-from tests.conftest import read_tap
-from tests.harness.services import wait_for
-from tests.test_speech import RecordingPlayer
+from harness.fakes import EventLog, RecordingPlayer
+from harness.services import read_tap, wait_for
 
 pytestmark = pytest.mark.audio
 SR = 24_000
-
-
-class Seen:
-    def __init__(self) -> None:
-        self.events: list[AgentEvent] = []
-        self.speaking = threading.Event()
-
-    def __call__(self, event: AgentEvent) -> None:
-        self.events.append(event)
-        if isinstance(event, StateChanged) and event.state is AgentState.SPEAKING:
-            self.speaking.set()
-
-    def states(self) -> list[AgentState]:
-        return [e.state for e in self.events if isinstance(e, StateChanged)]
 
 
 def assert_silent_after_interrupt(player: RecordingPlayer, tap: Path, interrupted_at: int,
@@ -50,14 +35,14 @@ def assert_silent_after_interrupt(player: RecordingPlayer, tap: Path, interrupte
 
 
 def converse(engine, tmp_path: Path, max_tokens: int, prompt: str,  # type: ignore[no-untyped-def]
-             ) -> tuple[Conversation, RecordingPlayer, Seen]:
+             ) -> tuple[Conversation, RecordingPlayer, EventLog]:
     player = RecordingPlayer()
     speech = SpeechPipeline(engine, player, voice="jm_kumo").start()
     backend = make_backend(LLMConfig(backend="embedded", max_tokens=max_tokens,
                                      temperature=0.0))
     conversation = Conversation(backend, speech, History(tmp_path / "history.jsonl"),
                                 ConversationConfig(), prompt)
-    seen = Seen()
+    seen = EventLog()
     conversation.bus.subscribe(seen)
     return conversation.start(), player, seen
 
@@ -71,8 +56,8 @@ def test_a_spoken_answer_from_the_embedded_model(audio_tap: Path, engine,  # typ
     finally:
         conversation.close()
         conversation.speech.close()  # type: ignore[union-attr]
-    deltas = [e for e in seen.events if isinstance(e, ReplyDelta) and e.text]
-    reply = next(e for e in seen.events if isinstance(e, ReplyDone))
+    deltas = [e for e in seen.of(ReplyDelta) if e.text]
+    reply = seen.done()[0]
     assert len(deltas) >= 3 and reply.text.strip() and not reply.interrupted
     assert seen.states() == [AgentState.THINKING, AgentState.SPEAKING, AgentState.IDLE]
     spoken = sum(c.samples.size for c in player.given)
@@ -110,7 +95,7 @@ def test_interrupt_mid_reply_silences_at_once_and_keeps_what_was_heard(
 
 def test_interrupt_stops_the_llama_server_and_the_audio(
         audio_tap: Path, engine, llama_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from tests.harness.llm_servers import cpu_seconds
+    from harness.llm_servers import cpu_seconds
 
     player = RecordingPlayer()
     speech = SpeechPipeline(engine, player, voice="jm_kumo").start()
@@ -118,7 +103,7 @@ def test_interrupt_stops_the_llama_server_and_the_audio(
                                      model="smollm2", max_tokens=1500, temperature=0.0))
     conversation = Conversation(backend, speech, History(tmp_path / "history.jsonl"),
                                 ConversationConfig(), "You are a helpful assistant.")
-    seen = Seen()
+    seen = EventLog()
     conversation.bus.subscribe(seen)
     conversation.start()
     pid = llama_server.pid

@@ -20,39 +20,19 @@ from agent.assistant import Assistant
 from agent.config import ConversationConfig, LLMConfig
 from agent.conversation import Conversation
 from agent.events import (
-    AgentEvent,
     AgentState,
     EventBus,
     Notice,
     ReplyDelta,
-    ReplyDone,
     SettingsChanged,
     StateChanged,
 )
 from agent.history import History, HistoryEntry, HistoryNotSaved
 from agent.llm import make_backend
 from agent.llm.embedded import locate_model
-from tests.conftest import LOGS
-from tests.harness.llm_servers import start_llama_server
-from tests.harness.services import wait_for
-
-
-class Events:
-    def __init__(self) -> None:
-        self.seen: list[AgentEvent] = []
-
-    def __call__(self, event: AgentEvent) -> None:
-        self.seen.append(event)
-
-    def states(self) -> list[StateChanged]:
-        return [e for e in self.seen if isinstance(e, StateChanged)]
-
-    def last_state(self) -> StateChanged | None:
-        states = self.states()
-        return states[-1] if states else None
-
-    def done(self) -> list[ReplyDone]:
-        return [e for e in self.seen if isinstance(e, ReplyDone)]
+from harness.fakes import EventLog
+from harness.llm_servers import start_llama_server
+from harness.services import LOGS, wait_for
 
 
 def lines_of(path: Path) -> list[dict[str, object]]:
@@ -127,13 +107,14 @@ def embedded_config() -> LLMConfig:
     return LLMConfig(backend="embedded", max_tokens=24)
 
 
+@pytest.mark.slow  # the embedded LLM
 def test_a_full_disk_is_shown_the_turn_is_answered_and_the_next_turn_saves_it_all(
         small_disk: Path, embedded_config: LLMConfig) -> None:
     history = History(small_disk / "history.jsonl")
     history.append(HistoryEntry("user", "an earlier question"))
     history.append(HistoryEntry("assistant", "an earlier answer"))
     filler = fill(small_disk)
-    events = Events()
+    events = EventLog()
     padding = " (and a long aside to need more room than the disk has) " * 100
     conversation = Conversation(make_backend(embedded_config), None, history,
                                 ConversationConfig(), "Answer in one short sentence.")
@@ -167,11 +148,12 @@ def test_a_full_disk_is_shown_the_turn_is_answered_and_the_next_turn_saves_it_al
 
 # --- the LLM server killed mid-reply, then started again ---------------------------------------
 
+@pytest.mark.slow  # llama.cpp's server with SmolLM2
 def test_llm_server_killed_mid_reply_is_shown_and_the_next_turn_works_once_it_is_back(
         tmp_path: Path) -> None:
     server = start_llama_server(locate_model(), LOGS)
     port = server.port
-    events = Events()
+    events = EventLog()
     history = History(tmp_path / "history.jsonl")
     settings = LLMConfig(backend="openai", base_url=server.base_url, max_tokens=200,
                          timeout_s=5)
@@ -215,11 +197,12 @@ def test_llm_server_killed_mid_reply_is_shown_and_the_next_turn_works_once_it_is
 
 # --- the settings file edited while the agent runs ----------------------------------------------
 
+@pytest.mark.slow  # the assistant: Kokoro and the embedded LLM
 def test_settings_edited_while_running_apply_on_the_next_turn_and_a_broken_edit_changes_nothing(
         tmp_path: Path, pulse: Path) -> None:
     settings = tmp_path / "config.toml"
     settings.write_text('[tts]\nvoice = "jf_alpha"\n\n[llm]\nmax_tokens = 16\n')
-    events = Events()
+    events = EventLog()
     bus = EventBus()
     bus.subscribe(events)
     assistant = Assistant(config.load(settings), bus, History(tmp_path / "history.jsonl"))

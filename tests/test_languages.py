@@ -9,8 +9,8 @@ import pytest
 
 from agent.tts import g2p, models
 from agent.tts.voices import LANGUAGES
-from tests.harness.speech_samples import LANGUAGE_SENTENCES as SENTENCES
-from tests.harness.speech_samples import normalise
+from harness.speech_samples import LANGUAGE_SENTENCES as SENTENCES
+from harness.speech_samples import normalise
 
 
 @pytest.mark.parametrize(("voice", "expected"), [

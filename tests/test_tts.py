@@ -11,7 +11,7 @@ import pytest
 
 from agent.tts import g2p, models, voices
 from agent.tts.base import SynthesisError, trim_silence
-from tests.harness.speech_samples import SENTENCES
+from harness.speech_samples import SENTENCES
 
 SR = 24_000
 

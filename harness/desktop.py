@@ -1,12 +1,14 @@
 """A headless desktop for tests: Xvfb, a D-Bus session bus with dunst (notifications), the
 trayer tray host, and a FIFO evdev keyboard that the real `keyboard` library reads.
 
-Session fixtures: `xdisplay`, `session_bus`, `tray_host`, `evdev_keyboard`. Plain helpers:
-`screenshot`, `shots_dir`, `xdotool`, `find_windows`, `window_geometry`, `click`, `wait_until`.
+Starters: `start_xvfb`, `start_session_bus`, `start_tray_host`, `evdev_keyboard_fifo` (the
+tests' session fixtures in tests/conftest.py wrap them; the benchmarks call them). Plain
+helpers: `screenshot`, `shots_dir`, `xdotool`, `find_windows`, `window_geometry`, `click`,
+`wait_until`.
 
 Every process is started through `Processes` (logs in the LOGS folder, one file per program)
-and stopped by its own pid at the end of the session. A missing program fails the test with
-the command that installs it; nothing is skipped.
+and stopped by its own pid at the end of the session. A missing program raises HarnessError
+with the command that installs it (a test fails with it; nothing is skipped).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-import pytest
-
-from tests.harness.services import Processes, wait_for
+from harness.services import HarnessError, Processes, wait_for
 
 __all__ = [
     "SCREEN_HEIGHT",
@@ -33,20 +33,20 @@ __all__ = [
     "EvdevKeyboard",
     "Geometry",
     "click",
-    "evdev_keyboard",
+    "evdev_keyboard_fifo",
     "find_windows",
     "require_tools",
     "screenshot",
-    "session_bus",
     "shots_dir",
-    "tray_host",
+    "start_session_bus",
+    "start_tray_host",
+    "start_xvfb",
     "wait_until",
     "window_geometry",
-    "xdisplay",
     "xdotool",
 ]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SCREEN_WIDTH, SCREEN_HEIGHT = 1024, 768
 IMPORT = "/usr/bin/import"  # ImageMagick's; /usr/local/bin/convert here is a stand-in
 INSTALL_HINT = "install it with scripts/setup --tests"
@@ -57,7 +57,7 @@ def require_tools(*names: str) -> None:
     missing = [n for n in names if (shutil.which(n) if "/" not in n else
                                     (n if os.access(n, os.X_OK) else None)) is None]
     if missing:
-        pytest.fail(f"the desktop tests need {', '.join(missing)}: {INSTALL_HINT}")
+        raise HarnessError(f"the desktop tests need {', '.join(missing)}: {INSTALL_HINT}")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.02) -> bool:
@@ -87,15 +87,9 @@ def _read_line(fd: int, what: str, log: Path, timeout: float = 15.0) -> str:
 # --- X ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def xdisplay(procs: Processes) -> Iterator[str]:
-    """A private Xvfb screen (1024x768x24); yields its name (":N"), set in DISPLAY, with
-    NO_AT_BRIDGE=1 so GTK starts no accessibility bus."""
-    yield start_xvfb(procs)
-
-
 def start_xvfb(procs: Processes) -> str:
-    """Start the screen for this process (the `xdisplay` fixture; the benchmarks)."""
+    """A private Xvfb screen (1024x768x24) for this process; returns its name (":N"), set in
+    DISPLAY, with NO_AT_BRIDGE=1 so GTK starts no accessibility bus."""
     require_tools("Xvfb", "xdotool")
     read_end, write_end = os.pipe()
     try:
@@ -115,7 +109,7 @@ def start_xvfb(procs: Processes) -> str:
     os.environ["NO_AT_BRIDGE"] = "1"
     if not wait_until(lambda: subprocess.run(["xdotool", "getmouselocation"],
                                              capture_output=True).returncode == 0, 10):
-        pytest.fail(f"Xvfb {display} does not answer; see {procs.logs / 'Xvfb.log'}")
+        raise HarnessError(f"Xvfb {display} does not answer; see {procs.logs / 'Xvfb.log'}")
     return display
 
 
@@ -190,14 +184,9 @@ def screenshot(path: Path | str) -> Path:
 # --- D-Bus, notifications, tray -------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def session_bus(procs: Processes, xdisplay: str) -> Iterator[str]:
-    """A private D-Bus session bus and dunst on it (pystray's gtk backend notifies on stop);
-    yields the bus address, set in DBUS_SESSION_BUS_ADDRESS."""
-    yield start_session_bus(procs)
-
-
 def start_session_bus(procs: Processes) -> str:
+    """A private D-Bus session bus and dunst on it (pystray's gtk backend notifies on stop);
+    returns the bus address, set in DBUS_SESSION_BUS_ADDRESS."""
     require_tools("dbus-daemon", "dunst")
     read_end, write_end = os.pipe()
     try:
@@ -218,25 +207,21 @@ def start_session_bus(procs: Processes) -> str:
             return "boolean true" in out
 
         if not wait_until(dunst_on_bus, 10, step=0.05):
-            pytest.fail(f"dunst did not take the notifications name; see {procs.logs}/dunst.log")
+            raise HarnessError("dunst did not take the notifications name; "
+                               f"see {procs.logs}/dunst.log")
     return address
 
 
-@pytest.fixture(scope="session")
-def tray_host(procs: Processes, xdisplay: str) -> Iterator[str]:
-    """trayer, a system tray at the bottom right of the screen; yields its "panel" window."""
-    yield start_tray_host(procs)
-
-
 def start_tray_host(procs: Processes) -> str:
+    """trayer, a system tray at the bottom right of the screen; returns its "panel" window."""
     require_tools("trayer")
     procs.start(["trayer", "--edge", "bottom", "--align", "right", "--widthtype", "request",
                  "--height", "32", "--SetDockType", "true", "--transparent", "false"])
     panels = find_windows("^panel$", timeout=10)
     if not panels:
-        pytest.fail(f"trayer showed no panel window; see {procs.logs / 'trayer.log'}")
+        raise HarnessError(f"trayer showed no panel window; see {procs.logs / 'trayer.log'}")
     if not wait_until(_tray_selection_owned, 10, step=0.05):
-        pytest.fail(f"trayer did not take the system tray selection; see {procs.logs}")
+        raise HarnessError(f"trayer did not take the system tray selection; see {procs.logs}")
     return panels[0]
 
 
@@ -308,23 +293,23 @@ class EvdevKeyboard:
             self.release(code)
 
 
-@pytest.fixture(scope="session")
-def evdev_keyboard() -> Iterator[EvdevKeyboard]:
+@contextlib.contextmanager
+def evdev_keyboard_fifo() -> Iterator[EvdevKeyboard]:
     """A FIFO at /dev/input/by-id/voice-agent-test-<pid>-event-kbd, which `keyboard`
     (boppreh) finds and reads as a keyboard (this kernel has neither /dev/input nor uinput).
     Request it before anything starts `keyboard`'s listener: the library looks for devices
     once. The pid keeps test runs apart; but `keyboard` in any process that starts meanwhile
     reads every *-event-kbd, so two runs at once on one machine may steal each other's keys."""
     if os.geteuid() != 0:
-        pytest.fail("the keyboard tests need root (keyboard reads /dev/input only as root): "
-                    "run them as root, as scripts/test and CI do")
+        raise HarnessError("the keyboard tests need root (keyboard reads /dev/input only as "
+                           "root): run them as root, as scripts/test and CI do")
     require_tools("dumpkeys")  # keyboard builds its key tables from it (Debian kbd)
     folder = Path("/dev/input/by-id")
     created = [p for p in (folder.parent, folder) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"voice-agent-test-{os.getpid()}-event-kbd"
     if path.exists() and not stat.S_ISFIFO(path.stat().st_mode):
-        pytest.fail(f"{path} exists and is not a FIFO")
+        raise HarnessError(f"{path} exists and is not a FIFO")
     if not path.exists():
         os.mkfifo(path)
     # O_RDWR: opening never blocks, and keyboard's reader never sees end-of-file. The fd stays

@@ -14,7 +14,7 @@ import numpy as np
 
 from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind
 from agent.audio.player import AudioPlayer
-from tests.harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
+from harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
 
 
 def main() -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.harness.services import wait_for
+from harness.services import wait_for
 
 T = TypeVar("T")
 

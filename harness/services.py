@@ -1,5 +1,6 @@
 """Real desktop services for tests on a headless machine: a private PulseAudio with a null sink
-behind an ALSA `file` tap, so every frame PortAudio plays lands in a file, paced in real time.
+behind an ALSA `file` tap, so every frame PortAudio plays lands in a file, paced in real time;
+where the logs go, and reading the tap back.
 
 Every process is started here and stopped by its own pid.
 """
@@ -14,7 +15,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+# One log file per program the harness starts (and the tests' own logs): $TEST_LOGS or logs/.
+LOGS = Path(os.environ.get("TEST_LOGS") or REPO / "logs")
+
+
+class HarnessError(RuntimeError):
+    """A service the tests or the benchmarks need did not start, or a program is missing; the
+    message says what to install or which log to read. A test fails with it, never skips."""
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float = 0.01) -> bool:
@@ -66,7 +77,7 @@ def start_pulse_with_tap(procs: Processes, workdir: Path) -> Path:
                  "--load=module-native-protocol-unix"])
     if not wait_for(lambda: subprocess.run(["pactl", "info"], capture_output=True)
                     .returncode == 0, timeout=15):
-        raise RuntimeError(f"PulseAudio did not start; see {procs.logs / 'pulseaudio.log'}")
+        raise HarnessError(f"PulseAudio did not start; see {procs.logs / 'pulseaudio.log'}")
     # An idle null sink renders 2 s blocks, so a new stream stalls and loses its first frames;
     # a silent low-latency stream keeps the sink at about 1 ms.
     procs.start(["pacat", "--playback", "-d", "vsink", "--latency-msec=5",
@@ -78,12 +89,12 @@ def start_pulse_with_tap(procs: Processes, workdir: Path) -> Path:
         return int(match.group(1)) if match else 10**9
 
     if not wait_for(lambda: sink_latency_us() < 20_000, timeout=10, step=0.05):
-        raise RuntimeError("the PulseAudio null sink did not settle to a low latency")
+        raise HarnessError("the PulseAudio null sink did not settle to a low latency")
     # 99-pulse.conf re-points "default" after ~/.asoundrc, so use a copy of alsa.conf that
     # loads only the pulse plugin's definitions, then our tap as the default device.
     stock = Path("/usr/share/alsa/alsa.conf").read_text()
     if '"/etc/alsa/conf.d"' not in stock:
-        raise RuntimeError("unexpected /usr/share/alsa/alsa.conf: no /etc/alsa/conf.d hook")
+        raise HarnessError("unexpected /usr/share/alsa/alsa.conf: no /etc/alsa/conf.d hook")
     conf = workdir / "alsa.conf"
     conf.write_text(stock.replace('"/etc/alsa/conf.d"',
                                   '"/usr/share/alsa/alsa.conf.d/50-pulseaudio.conf"')
@@ -92,6 +103,22 @@ def start_pulse_with_tap(procs: Processes, workdir: Path) -> Path:
     tap = workdir / "tap.raw"
     os.environ["AUDIO_TAP_FILE"] = str(tap)
     return tap
+
+
+def read_tap(path: Path) -> np.ndarray:
+    """Every frame played through the ALSA tap since the file was last removed."""
+    return np.fromfile(path, dtype="<f4") if path.exists() else np.zeros(0, np.float32)
+
+
+def no_audio_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a machine with no sound server and no sound card, for a `voice-agent`
+    subprocess: PortAudio finds no device."""
+    env = dict(os.environ)
+    env.pop("ALSA_CONFIG_PATH", None)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    env.update(XDG_RUNTIME_DIR=str(runtime), PULSE_SERVER="unix:/nonexistent")
+    return env
 
 
 def reinitialise_portaudio() -> None:

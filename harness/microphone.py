@@ -23,20 +23,18 @@ import subprocess
 import tempfile
 import threading
 import wave
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-from tests.harness.services import Processes, wait_for
+from harness.services import HarnessError, Processes, wait_for
 
 MIC_RATE = 16_000
 FEED_BLOCK = 160  # 10 ms per write: small enough to splice speech in at once
 PIPE_BYTES = 4096  # the smallest pipe: 1024 float samples (64 ms) between us and pacat
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), named in Python 3.10+ only on some builds
 
-__all__ = ["MIC_RATE", "VirtualMicrophone", "clip_offset", "play_into_mic", "virtual_mic"]
+__all__ = ["MIC_RATE", "VirtualMicrophone", "clip_offset", "play_into_mic"]
 
 
 class VirtualMicrophone:
@@ -65,7 +63,7 @@ class VirtualMicrophone:
         self._thread = threading.Thread(target=self._feed, name="virtual-mic", daemon=True)
         self._thread.start()
         if not wait_for(lambda: _sink_latency_us("vmic") < 40_000, timeout=10, step=0.05):
-            raise RuntimeError("the virtual microphone's null sink did not settle")
+            raise HarnessError("the virtual microphone's null sink did not settle")
 
     def say(self, samples: np.ndarray, sample_rate: int = MIC_RATE) -> None:
         """Start playing `samples` into the microphone now (after what is still queued)."""
@@ -117,7 +115,7 @@ class VirtualMicrophone:
 def _pactl(*args: str) -> str:
     result = subprocess.run(["pactl", *args], capture_output=True, text=True, timeout=10)
     if result.returncode != 0:
-        raise RuntimeError(f"pactl {' '.join(args)} failed: {result.stderr.strip()}")
+        raise HarnessError(f"pactl {' '.join(args)} failed: {result.stderr.strip()}")
     return result.stdout
 
 
@@ -166,12 +164,3 @@ def clip_offset(recording: np.ndarray, clip: np.ndarray) -> int:
     correlation = correlate(recording, clip, mode="full", method="fft")
     return int(np.argmax(correlation)) - (clip.size - 1)
 
-
-@pytest.fixture(scope="session")
-def virtual_mic(pulse: Path, procs: Processes) -> Iterator[VirtualMicrophone]:
-    """The virtual microphone on the session's PulseAudio (after the `pulse` fixture)."""
-    if os.environ.get("XDG_RUNTIME_DIR") is None:
-        pytest.fail("the pulse fixture did not set XDG_RUNTIME_DIR")
-    microphone = VirtualMicrophone(procs)
-    yield microphone
-    microphone.close()
