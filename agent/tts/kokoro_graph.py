@@ -15,13 +15,28 @@ slices only the generator's two inputs to the frames `frame_caps` keeps. Measure
 
 The edit is done on the serialized model with a few lines of protobuf (no `onnx` package at
 run time); with no caps the patched model gives the original's output bit for bit.
+
+The patched model is kept in the user cache dir (`<cache>/kokoro/patched/`), so a start loads
+it from a file instead of reading and patching the source again: `python -m bench.kokoro_start`
+measures what that saves.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
+
+from agent import paths
+
+log = logging.getLogger(__name__)
 
 FRAME_SAMPLES = 600  # one duration frame at 24 kHz
 NO_CAP = 10_000
@@ -218,3 +233,100 @@ def generator_slice_patch(model: bytes, expose_caps: bool = False) -> bytes:
     return edit_graph(
         model, {DECODED_READER: (DECODED, "cap/x"), F0_READER: (F0_CURVE, "cap/f0")},
         nodes, constants, CAP_INPUTS, [int64_value_info("cap/kept", None)] if expose_caps else [])
+
+
+# -- the patched model, kept on disk ----------------------------------------------------------
+
+# Bump whenever generator_slice_patch's output changes: cached graphs of the older patch are
+# then never read again, and cleaned away.
+PATCH_VERSION = 1
+# Patched graphs kept, the newest used first: each is as big as its source (92 MB for the
+# packaged int8 model, 310 MB for the float one), and one is all that a single model needs.
+CACHE_ENTRIES = 2
+# A temp file this old is what a crash left, not another agent's write in progress (< 1 s).
+STALE_TEMP_SECONDS = 600
+
+
+def cache_dir() -> Path:
+    return paths.cache_dir() / "kokoro" / "patched"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_entry(model: Path, cache: Path | None = None) -> Path:
+    """Where the patched graph of `model` is kept: `<source>-<identity>.onnx`, the source being
+    the model's resolved path and its identity what makes the graph valid, the file's size and
+    mtime (ns) and PATCH_VERSION. A content hash would cost 60 ms per 92 MB at every start
+    (200 ms for the float model), a fifth of what the cache saves; a model file replaced or
+    rebuilt (models.packaged_onnx) gets a new mtime, and so a new entry."""
+    stat = model.stat()
+    source = _digest(str(model.resolve()))
+    identity = _digest(f"{stat.st_size} {stat.st_mtime_ns} {PATCH_VERSION}")
+    return (cache or cache_dir()) / f"{source}-{identity}.onnx"
+
+
+def store(entry: Path, patched: bytes) -> bool:
+    """Writes `patched` to `entry` atomically (a temp file of its own, then os.replace: two
+    agents starting together, or a crash, never leave half a file under the entry's name),
+    then cleans the folder. False, with a debug log, if it cannot be written."""
+    temp: str | None = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=entry.name + ".", suffix=".tmp", dir=entry.parent)
+        with os.fdopen(handle, "wb") as out:
+            out.write(patched)
+        os.replace(temp, entry)
+    except OSError as error:
+        log.debug("could not keep the patched Kokoro graph in %s (%s); it is patched again at "
+                  "the next start", entry.parent, error)
+        if temp is not None:
+            discard(Path(temp))
+        return False
+    clean(entry)
+    return True
+
+
+def discard(entry: Path) -> None:
+    """Removes a cache file, if it can (a read-only cache keeps it; it is never trusted alone:
+    a file that does not load is patched again)."""
+    try:
+        entry.unlink(missing_ok=True)
+    except OSError as error:
+        log.debug("could not remove %s (%s)", entry, error)
+
+
+def mark_used(entry: Path) -> None:
+    """Newest first when the folder is cleaned: the graph loaded last is kept last."""
+    with contextlib.suppress(OSError):  # a read-only cache: then nothing is cleaned either
+        os.utime(entry)
+
+
+def clean(keep: Path) -> None:
+    """Leaves `keep`; removes the other entries of its source (an older model file, an older
+    patch), temp files a crash left, and the least recently used entries beyond
+    CACHE_ENTRIES. Another agent's write in progress (a fresh temp file) is left alone."""
+    source = keep.name.split("-")[0] + "-"
+    others: list[tuple[float, Path]] = []
+    try:
+        listing = list(keep.parent.iterdir())
+    except OSError:
+        return
+    now = time.time()
+    for path in listing:
+        try:
+            if path == keep:
+                continue
+            if path.suffix == ".tmp":
+                if now - path.stat().st_mtime > STALE_TEMP_SECONDS:
+                    discard(path)
+            elif path.suffix == ".onnx":
+                if path.name.startswith(source):
+                    discard(path)
+                else:
+                    others.append((path.stat().st_mtime, path))
+        except OSError:  # removed meanwhile by another agent cleaning the same folder
+            continue
+    for _, path in sorted(others, reverse=True)[CACHE_ENTRIES - 1:]:
+        discard(path)
