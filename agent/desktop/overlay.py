@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import tkinter as tk
+import tkinter.font as tkfont
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -71,6 +72,7 @@ class Overlay:
         self.visible = False
         self._hide_job: str | None = None
         self._reply_open = False  # a reply line is being written
+        self._message_open = False  # the "message" mark starts the newest whole message
         self._voice = ""
         self._backend = ""
         self._build()
@@ -105,13 +107,25 @@ class Overlay:
         self.meter = tk.Canvas(root, height=6, bg=BACKGROUND, highlightthickness=0)
         self._meter_job: str | None = None
 
-        self.text = tk.Text(root, bg=BACKGROUND, fg=FOREGROUND, font=FONT, wrap="word",
-                            borderwidth=0, highlightthickness=0, height=8, state="disabled")
+        # The conversation. Tk scrolls a Text by pixels, and at the end of the text it fills
+        # the pane down to the last line: in a pane that is not a whole number of lines tall
+        # the top line shown is cut, just under the header (issue 14.6). So the Text sits in
+        # a frame that takes the space, and is as tall as the whole lines that fit in it.
+        self.pane = tk.Frame(root, bg=BACKGROUND, height=1)
+        self.text = tk.Text(self.pane, bg=BACKGROUND, fg=FOREGROUND, font=FONT, wrap="word",
+                            borderwidth=0, highlightthickness=0, height=1, state="disabled")
+        self._line_height = tkfont.Font(root=root, font=FONT).metrics("linespace")
         self.text.tag_configure("user", foreground=ACCENT)
         self.text.tag_configure("reasoning", foreground=DIM)
         self.text.tag_configure("notice", foreground=DIM)
         self.text.tag_configure("error", foreground=ERROR)
-        self.text.pack(fill="both", expand=True, padx=8, pady=4)
+        # The newline that ends the text: hidden, so the empty line after it takes no row.
+        self.text.tag_configure("tail", elide=True)
+        self.pane.pack(fill="both", expand=True, padx=8, pady=4)
+        self.text.place(x=0, y=0, relwidth=1.0)
+        self.pane.bind("<Configure>", self._fit_text)
+        # Laid out, or shrunk by the level meter: the newest text is shown again, whole.
+        self.text.bind("<Configure>", lambda _event: self._follow())
 
         self.entry = tk.Entry(root, bg="#303134", fg=FOREGROUND, insertbackground=FOREGROUND,
                               relief="flat", font=FONT, highlightthickness=0)
@@ -120,6 +134,18 @@ class Overlay:
         for widget in (root, self.entry, self.text):
             widget.bind("<Escape>", self._on_escape)
             widget.bind("<Key>", self._on_activity, add="+")
+
+    def _fit_text(self, event: tk.Event[tk.Frame]) -> None:
+        """The Text as tall as the whole lines that fit in the pane (at least one)."""
+        text = self.text
+        pad = 2 * self._inset()
+        lines = max(1, (event.height - pad) // self._line_height)
+        text.place_configure(height=lines * self._line_height + pad)
+
+    def _inset(self) -> int:
+        """From the Text's edge to its first line's top (border, highlight, padding)."""
+        return sum(int(self.text.cget(key))
+                   for key in ("borderwidth", "highlightthickness", "pady"))
 
     def place(self) -> None:
         """Near the configured corner of the screen, clear of a panel."""
@@ -237,10 +263,10 @@ class Overlay:
     def show_history(self, entries: list[HistoryEntry]) -> None:
         for entry in entries:
             if entry.role == "user":
-                self._append(f"You: {entry.content}\n", "user")
+                self._append(f"You: {entry.content}\n", "user", whole=True)
             elif entry.role == "assistant":
                 mark = " [interrupted]" if entry.interrupted else ""
-                self._append(f"{entry.content}{mark}\n")
+                self._append(f"{entry.content}{mark}\n", whole=True)
 
     def on_event(self, event: AgentEvent) -> None:
         """An event from the core, already on the Tk thread."""
@@ -252,11 +278,11 @@ class Overlay:
             self._render_status(event.message if event.state is AgentState.ERROR else "")
             if event.state is AgentState.ERROR:
                 self._end_reply()
-                self._append(f"{event.message}\n", "error")
+                self._append(f"{event.message}\n", "error", whole=True)
                 self.show()
         elif isinstance(event, UserSaid):
             self._end_reply()
-            self._append(f"You: {event.text}\n", "user")
+            self._append(f"You: {event.text}\n", "user", whole=True)
         elif isinstance(event, ReplyDelta):
             self._reply_open = True
             if event.reasoning:
@@ -270,7 +296,7 @@ class Overlay:
             self._end_reply()
         elif isinstance(event, Notice):
             self._end_reply()
-            self._append(f"{event.message}\n", "notice")
+            self._append(f"{event.message}\n", "notice", whole=True)
         self._restart_hide_timer()
 
     def _end_reply(self) -> None:
@@ -278,15 +304,38 @@ class Overlay:
             self._append("\n")
             self._reply_open = False
 
-    def _append(self, text: str, tag: str = "") -> None:
+    def _append(self, text: str, tag: str = "", whole: bool = False) -> None:
+        """Add text at the end and show it. `whole`: a complete message (a notice, an
+        error, the user's line), shown from its first line if it is longer than the pane;
+        reply text streams in and is followed to its newest line."""
         self.text.configure(state="normal")
+        if whole:
+            self.text.mark_set("message", "end-1c")
+            self.text.mark_gravity("message", "left")
+        self._message_open = whole
         self.text.insert("end", text, tag or ())
         # Keep the window light during an all-day session: the last 200 lines are plenty.
         lines = int(self.text.index("end-1c").split(".")[0])
         if lines > 200:
             self.text.delete("1.0", f"{lines - 200}.0")
-        self.text.see("end")
+        self.text.tag_remove("tail", "1.0", "end")
+        if self.text.get("end-2c", "end-1c") == "\n":
+            self.text.tag_add("tail", "end-2c")
         self.text.configure(state="disabled")
+        self._follow()
+
+    def _follow(self) -> None:
+        """Show the newest text: its last line at the bottom, but never past the first
+        line of the newest whole message, so a message longer than the pane (the first-run
+        welcome) reads from its start. The Text is a whole number of lines tall (_fit_text),
+        so every line shown is whole."""
+        text = self.text
+        if text.winfo_height() <= 1:
+            return  # not laid out yet: <Configure> calls again when it is
+        text.yview_moveto(0.0)
+        text.see("end-1c")  # the least scroll that shows it
+        if self._message_open and text.compare("message", "<", "@0,0"):
+            text.yview("message")
 
     def transcript(self) -> str:
         """What the conversation pane shows (for tests and the History view)."""
