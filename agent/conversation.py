@@ -4,10 +4,12 @@
         -> reply text published at once (ReplyDelta)
         -> clauses -> speech pipeline (spoken while the rest streams in)
 
-All turns run on one asyncio loop thread; a reply is a task, and `interrupt()` cancels it
-(and cuts the audio) from any thread. New input waits until the current speech completes,
-or, with barge-in, interrupts it. An interrupted reply goes into the history trimmed to what
-the user actually heard, as the audio events report it.
+All turns run on the core's loop thread (agent.state.CoreLoop); a reply is a task, and
+`interrupt()` cuts the audio at once and cancels the reply from any thread. New input waits
+until the current speech completes, or, with barge-in, interrupts it. The loop thread is the
+only writer of the agent's state: playback events are messages to it. An interrupted reply
+goes into the history trimmed to what the user actually heard, once the audio output has
+reported how much of the clause being spoken was played.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.audio.events import PlaybackEvent, PlaybackKind
@@ -27,18 +28,20 @@ from agent.events import (
     Notice,
     ReplyDelta,
     ReplyDone,
-    StateChanged,
     UserSaid,
 )
 from agent.history import History, HistoryEntry, HistoryNotSaved
 from agent.llm.base import ChatBackend, LLMError, Message
 from agent.speech import SpeechPipeline
+from agent.state import WAITER_THREAD_NAME, WAITER_THREADS, AgentStatus, CoreLoop
 from agent.text import ChunkLimits, ClauseChunker
 
 log = logging.getLogger(__name__)
 
-WAITER_THREADS = 4
-WAITER_THREAD_NAME = "conversation-wait"
+__all__ = ["WAITER_THREADS", "WAITER_THREAD_NAME", "Conversation"]
+# After an interrupt, how long the history entry waits for the audio output to report how
+# much of the clause being spoken was played (one audio block, ~11-43 ms, in practice).
+CUT_REPORT_TIMEOUT_S = 1.0
 # How a reply is cut for speech. Kokoro takes ~0.65 s for two words on this 2-core CPU while
 # the LLM writes (0.76 s for three) and short chunks synthesise at about real time: the first
 # chunk is what the user waits for, so it is two words (Enter -> first audio 0.84 s against
@@ -79,24 +82,21 @@ class _Reply:
 class Conversation:
     def __init__(self, backend: ChatBackend, speech: SpeechPipeline | None, history: History,
                  settings: ConversationConfig, system_prompt: str,
-                 bus: EventBus | None = None) -> None:
+                 bus: EventBus | None = None, status: AgentStatus | None = None) -> None:
+        """`status` (with its core loop) is shared when a longer-lived owner (the Assistant)
+        made it; else the conversation makes its own and stops it on close."""
         self.backend = backend
         self.speech = speech
         self.history = history
         self.settings = settings
         self.system_prompt = system_prompt
         self.bus = bus or EventBus()
-        self.state = AgentState.IDLE
+        self.status = status or AgentStatus(self.bus, CoreLoop())
+        self._owns_core = status is None
+        self.core = self.status.core
         # Muted: replies are shown, not spoken (takes effect from the next reply).
         self.mute = False
-        self._loop = asyncio.new_event_loop()
-        # The threads that wait for the speech to end (asyncio.to_thread): a pool of a known
-        # size, named, shut down with the conversation.
-        self._waiters = ThreadPoolExecutor(max_workers=WAITER_THREADS,
-                                           thread_name_prefix=WAITER_THREAD_NAME)
-        self._loop.set_default_executor(self._waiters)
-        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-loop",
-                                        daemon=True)
+        self._loop = self.core.loop
         self._inputs: asyncio.Queue[str] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._reply_task: asyncio.Task[None] | None = None
@@ -114,9 +114,14 @@ class Conversation:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def state(self) -> AgentState:
+        """The turn's state (written on the loop thread only)."""
+        return self.status.phase
+
     def start(self) -> Conversation:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._begin(), self._loop).result(timeout=5)
+        self.core.start()
+        self.core.run(self._begin(), timeout=5)
         return self
 
     async def _begin(self) -> None:
@@ -139,22 +144,21 @@ class Conversation:
     def close(self, timeout: float = 2.0) -> None:
         """Cancel what is running, stop the loop thread, close the backend."""
         self.interrupt()
-        if self._thread.is_alive():
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        if self.core.running:
             try:
-                future.result(timeout=timeout)
+                self.core.run(self._shutdown(), timeout)
             except Exception:
                 log.exception("conversation shutdown")
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=timeout)
-        self._waiters.shutdown(wait=False, cancel_futures=True)
+        if self._owns_core:
+            self.core.stop(timeout)
         try:
             self.history.save()  # a last try for what a full disk kept in memory
         except HistoryNotSaved as error:
             log.error("%s; they are lost as the agent exits", error)
 
     async def _shutdown(self) -> None:
-        tasks = [t for t in (self._reply_task, self._runner, self._warm_up) if t is not None]
+        tasks = [t for t in (self._reply_task, self._runner, self._warm_up, *self._closing)
+                 if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -177,7 +181,7 @@ class Conversation:
             self._submitted += 1
         if self.settings.barge_in and self.state in (AgentState.THINKING, AgentState.SPEAKING):
             self.interrupt()
-        self._loop.call_soon_threadsafe(self._put_input, text)
+        self.core.call(self._put_input, text)
 
     def _put_input(self, text: str) -> None:
         assert self._inputs is not None
@@ -188,17 +192,18 @@ class Conversation:
         request; the history keeps what was heard. Safe to call at any time."""
         if self.speech is not None:
             self.speech.interrupt()
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._cancel_reply)
+        self.core.call(self._cancel_reply)
 
     def _cancel_reply(self) -> None:
         if self._reply_task is not None and not self._reply_task.done():
             self._reply_task.cancel()
+        else:
+            self.status.saying_interrupted()  # `say` text, outside a turn
 
     def set_backend(self, backend: ChatBackend) -> None:
         """Talk to `backend` from the next reply on; the old one closes once its reply (if
         any) is over."""
-        self._loop.call_soon_threadsafe(self._swap_backend, backend)
+        self.core.call(self._swap_backend, backend)
 
     def _swap_backend(self, backend: ChatBackend) -> None:
         old, self.backend = self.backend, backend
@@ -224,8 +229,7 @@ class Conversation:
     # -- the turn loop (on the loop thread) ----------------------------------------------------
 
     def _set_state(self, state: AgentState, turn: int, message: str = "") -> None:
-        self.state = state
-        self.bus.publish(StateChanged(state, turn, message))
+        self.status.set_phase(state, turn, message)
 
     async def _run_turns(self) -> None:
         assert self._inputs is not None
@@ -260,6 +264,11 @@ class Conversation:
         await asyncio.wait({self._reply_task})
         interrupted = self._reply_task.cancelled()
         self._reply_task = None
+        if interrupted and speech is not None and reply.spoken:
+            # The CUT event with the samples really played comes up to an audio block after
+            # the cancel: the history waits for it, so it keeps the played share of the clause.
+            await asyncio.to_thread(speech.wait_turn_done, reply.speech_turn,
+                                    CUT_REPORT_TIMEOUT_S)
         self._finish(reply, interrupted)
 
     async def _stream_reply(self, reply: _Reply, messages: list[Message]) -> None:
@@ -280,10 +289,10 @@ class Conversation:
                         self._set_state(AgentState.SPEAKING, reply.turn)
                     continue
                 for clause in chunker.feed(delta.text):
-                    reply.clauses[speech.say_clause(clause)] = clause
+                    reply.clauses[speech.say_clause(clause, turn=reply.speech_turn)] = clause
             if speech is not None:
                 for clause in chunker.flush():
-                    reply.clauses[speech.say_clause(clause)] = clause
+                    reply.clauses[speech.say_clause(clause, turn=reply.speech_turn)] = clause
                 await asyncio.to_thread(speech.wait_until_done)
         except LLMError as error:
             reply.error = str(error)
@@ -328,11 +337,19 @@ class Conversation:
                 log.info("the chat history is saved again")
             self._history_problem = ""
 
-    # -- audio events (on the audio events thread) ---------------------------------------------
+    # -- audio events: from the audio events thread, handled on the loop thread ----------------
 
     def _on_playback(self, event: PlaybackEvent) -> None:
+        self.core.call(self._on_playback_in_loop, event)
+
+    def _on_playback_in_loop(self, event: PlaybackEvent) -> None:
         reply = self._reply
         if reply is None or event.turn != reply.speech_turn:
+            # `say` text outside a turn (seq -1 is the interrupt blip, not speech).
+            if event.kind is PlaybackKind.STARTED and event.seq >= 0 and reply is None:
+                self.status.set_saying(True)
+            elif event.kind is PlaybackKind.DRAINED:
+                self.status.set_saying(False)
             return
         if event.kind is PlaybackKind.STARTED and self.state is AgentState.THINKING:
             self._set_state(AgentState.SPEAKING, reply.turn)

@@ -8,7 +8,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,13 @@ class AgentState(enum.Enum):
 
 @dataclass(frozen=True)
 class StateChanged:
+    """Published by the core's loop thread only (agent.state): `seq` grows with each change,
+    so a listener that gets them through another queue can drop one older than it has shown."""
+
     state: AgentState
     turn: int
     message: str = ""  # for ERROR: what went wrong and what to do
+    seq: int = field(default=0, compare=False)  # the order it was published in, not the state
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import itertools
 import logging
 import queue
 import threading
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +72,7 @@ class SpeechPipeline:
         self._cond = threading.Condition()
         self._turn = 0
         self._pending = 0  # jobs submitted and not yet retired
+        self._pending_by_turn: Counter[int] = Counter()
         self._seq = itertools.count()
         self._slots = threading.Semaphore(lookahead)  # synthesised but not yet played
         self._jobs: queue.Queue[_Job | None] = queue.Queue()  # owned by the workers
@@ -143,13 +145,16 @@ class SpeechPipeline:
         return len(clauses)
 
     def say_clause(self, clause: str, voice: str | None = None, speed: float | None = None,
-                   speaker: str = "") -> int:
+                   speaker: str = "", turn: int | None = None) -> int:
         """Queue one clause that is already speakable (from the streaming chunker); returns
-        its sequence number, which its playback events carry."""
+        its sequence number, which its playback events carry. `turn`: the turn the caller's
+        text belongs to (default: the current one); if an interrupt has ended that turn
+        since, the clause is dropped, never played."""
         job = _Job(clause, self.resolve_voice(voice or self.voice), speed or self.speed,
-                   speaker, self._turn, next(self._seq))
+                   speaker, self._turn if turn is None else turn, next(self._seq))
         with self._cond:
             self._pending += 1
+            self._pending_by_turn[job.turn] += 1
         self._order.put(job)
         self._jobs.put(job)
         return job.seq
@@ -181,6 +186,14 @@ class SpeechPipeline:
         with self._cond:
             return self._cond.wait_for(lambda: self._pending == 0, timeout)
 
+    def wait_turn_done(self, turn: int, timeout: float | None = None) -> bool:
+        """Block until every job of `turn` and older ones has been played, cut or dropped,
+        and its playback event delivered to the listeners; False on timeout. Later turns'
+        jobs (a sample spoken right after an interrupt) are not waited for."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not any(t <= turn for t in self._pending_by_turn), timeout)
+
     @property
     def busy(self) -> bool:
         return self._pending > 0
@@ -204,6 +217,9 @@ class SpeechPipeline:
                 job.holds_slot = False
                 self._slots.release()
             self._pending -= 1
+            self._pending_by_turn[job.turn] -= 1
+            if self._pending_by_turn[job.turn] <= 0:
+                del self._pending_by_turn[job.turn]
             self._cond.notify_all()
 
     def _acquire_slot(self, job: _Job) -> bool:
@@ -255,12 +271,14 @@ class SpeechPipeline:
             self.sink.enqueue(AudioChunk(job.samples, job.turn, job.seq, job.text, job.speaker))
 
     def _on_playback(self, event: PlaybackEvent) -> None:
+        # Listeners hear of a chunk's end before it is retired: whoever waits for the speech
+        # to be done then knows how much of each chunk was played.
+        self._notify(event)
         if event.kind in (PlaybackKind.FINISHED, PlaybackKind.CUT, PlaybackKind.DROPPED):
             with self._cond:
                 job = self._in_sink.pop(event.seq, None)
             if job is not None:
                 self._retire(job)
-        self._notify(event)
 
     def _notify(self, event: PlaybackEvent) -> None:
         for listener in list(self._listeners):
