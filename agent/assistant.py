@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from agent import config as config_module
 from agent.audio.devices import NoAudioDevice
-from agent.audio.events import PlaybackEvent, PlaybackKind
 from agent.config import Config, LLMConfig
 from agent.conversation import Conversation
-from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
+from agent.events import AgentState, EventBus, Notice, SettingsChanged
 from agent.first_run import step_notices
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import LLMError
 from agent.logs import TurnTimer
 from agent.speech import SpeechPipeline
+from agent.state import AgentStatus, CoreLoop
 
 if TYPE_CHECKING:
     from agent.audio.player import AudioPlayer
@@ -112,6 +112,8 @@ class Assistant:
         self.cfg = cfg
         self._make_player = player_factory or make_player  # a benchmark instruments it
         self.bus = bus or EventBus()
+        # The core's loop thread: the conversation runs on it, and it alone writes the state.
+        self.status = AgentStatus(self.bus, CoreLoop())
         self.turn_timer = TurnTimer().attach(self.bus)  # each turn's timings, at debug level
         self.history = history or History()
         self.ready = threading.Event()  # the loader has finished (well or not)
@@ -127,11 +129,13 @@ class Assistant:
         self._transcriber: Transcriber | None = None
         self._stt_loader: threading.Thread | None = None
         self._stopping = threading.Event()  # set by close(): abandons a voice fetch
+        self._listen_lock = threading.Lock()  # one thread at a time opens or closes the mic
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Assistant:
+        self.status.core.start()
         self._loader.start()
         return self
 
@@ -150,7 +154,7 @@ class Assistant:
             self._notice(f"{error} Using the embedded model meanwhile.")
             backend = make_backend(llm_settings(self.cfg, use_server=False))
         conversation = Conversation(backend, speech, self.history, self.cfg.conversation,
-                                    self.cfg.llm.system_prompt, self.bus)
+                                    self.cfg.llm.system_prompt, self.bus, self.status)
         conversation.mute = self.cfg.audio.mute
         conversation.start()
         with self._lock:
@@ -177,10 +181,12 @@ class Assistant:
         except Exception:
             player.close()
             raise
-        speech = SpeechPipeline(engine, player, voice=self.cfg.tts.voice, speed=self.cfg.tts.speed,
+        # The voice that will speak (a missing pack resolves to a fallback, with a notice),
+        # so the overlay header and the tray name it from the start.
+        voice = engine.default_voice(self.cfg.tts.voice)
+        speech = SpeechPipeline(engine, player, voice=voice, speed=self.cfg.tts.speed,
                                 workers=self.cfg.tts.workers, lookahead=self.cfg.tts.lookahead,
                                 interrupt_sound=self.cfg.audio.interrupt_sound)
-        speech.add_listener(self._on_playback)
         speech.add_listener(self.turn_timer.on_playback)
         speech.start()
         speech.warm_up_in_background()
@@ -206,19 +212,14 @@ class Assistant:
             conversation.close(timeout=1.0)
         if speech is not None:
             speech.close()
+        self.status.core.stop()
 
     # -- what the front end uses (any thread) -------------------------------------------------
 
     @property
     def state(self) -> AgentState:
-        if self.listening:
-            return AgentState.LISTENING
-        conversation = self.conversation
-        if conversation is None:
-            return AgentState.IDLE
-        if conversation.state is AgentState.IDLE and self.speech is not None and self.speech.busy:
-            return AgentState.SPEAKING  # `say` text, outside a conversation turn
-        return conversation.state
+        """The state last published (the core's loop thread works it out)."""
+        return self.status.shown
 
     def submit(self, text: str) -> None:
         """The user's words, to the conversation (they wait for the current reply)."""
@@ -300,15 +301,9 @@ class Assistant:
     def interrupt(self) -> None:
         """Cut the speech and cancel the reply; ready for the next question."""
         self.turn_timer.mark_interrupt()
-        conversation, speech = self.conversation, self.speech
-        if conversation is None:
-            return
-        was_saying = conversation.state is AgentState.IDLE and speech is not None and speech.busy
-        conversation.interrupt()
-        if was_saying:  # a reply reports its own interruption; `say` text does not
-            turn = speech.turn if speech is not None else 0
-            self.bus.publish(StateChanged(AgentState.INTERRUPTED, turn))
-            self.bus.publish(StateChanged(AgentState.IDLE, turn))
+        conversation = self.conversation
+        if conversation is not None:  # thread-safe: cuts the audio now, then the reply
+            conversation.interrupt()
 
     def set_voice(self, voice: str) -> str:
         """Speak with `voice` from the next clause on; returns the voice that will actually
@@ -385,36 +380,42 @@ class Assistant:
         with a notice saying why, when it cannot."""
         from agent.listen import NoInputDevice, Recorder, SilenceStop
 
-        if self.listening:
-            return True
         self.reload_settings()
         if self.state in (AgentState.THINKING, AgentState.SPEAKING):
             self.interrupt()
-        if self._recorder is None:
-            stt = self.cfg.stt
-            silence = SilenceStop(silence_s=stt.vad_silence_s) if stt.mode == "toggle" else None
-            self._recorder = Recorder(device=stt.input_device or None, silence_stop=silence,
-                                      on_end=lambda _reason: self.stop_listening())
-        self._load_transcriber_in_background()
-        try:
-            self._recorder.start()
-        except NoInputDevice as error:
-            self._notice(str(error))
-            return False
-        self.bus.publish(StateChanged(AgentState.LISTENING, 0))
+        with self._listen_lock:
+            if self.listening:
+                return True
+            if self._recorder is None:
+                stt = self.cfg.stt
+                silence = (SilenceStop(silence_s=stt.vad_silence_s) if stt.mode == "toggle"
+                           else None)
+                self._recorder = Recorder(device=stt.input_device or None,
+                                          silence_stop=silence,
+                                          on_end=lambda _reason: self.stop_listening())
+            self._load_transcriber_in_background()
+            try:
+                self._recorder.start()
+            except NoInputDevice as error:
+                self._notice(str(error))
+                return False
+            self.status.post(self.status.set_listening, True)
         return True
 
     def stop_listening(self) -> None:
         """Close the microphone and send what was said (transcribed off this thread)."""
-        recorder = self._recorder
-        if recorder is None or not recorder.recording:
-            return
-        samples, rate = recorder.stop(), recorder.sample_rate
-        if recorder.error:  # the microphone died part way: half a question is not sent
-            self._notice(recorder.error)
-            self.bus.publish(StateChanged(AgentState.IDLE, 0))
-            return
-        self.bus.publish(StateChanged(AgentState.THINKING, 0))
+        # The key's release (Tk thread), the silence detector (the recorder's thread) and quit
+        # may all ask at once: the lock lets one of them take the samples.
+        with self._listen_lock:
+            recorder = self._recorder
+            if recorder is None or not recorder.recording:
+                return
+            samples, rate = recorder.stop(), recorder.sample_rate
+            if recorder.error:  # the microphone died part way: half a question is not sent
+                self._notice(recorder.error)
+                self.status.post(self.status.set_listening, False)
+                return
+            self.status.post(self.status.set_listening, False, True)  # transcribing
         threading.Thread(target=self._transcribe_and_submit, args=(samples, rate),
                          name="stt", daemon=True).start()
 
@@ -446,26 +447,17 @@ class Assistant:
             text = self._transcriber.transcribe(samples, rate).strip()
         except Exception as error:
             log.exception("transcription failed")
-            self.bus.publish(StateChanged(AgentState.ERROR, 0, f"could not transcribe: {error}"))
+            self.status.post(self.status.end_transcribing, f"could not transcribe: {error}")
             return
         log.debug("heard %.1f s: %r", samples.size / rate, text)
         if text:
             self.submit(text)
         else:
             self._notice("I heard nothing; hold the talk key while you speak.")
-            self.bus.publish(StateChanged(AgentState.IDLE, 0))
+            self.status.post(self.status.end_transcribing)
 
     # -- internals -----------------------------------------------------------------------------
 
     def _notice(self, message: str) -> None:
         log.warning("%s", message)
         self.bus.publish(Notice(message, 0))
-
-    def _on_playback(self, event: PlaybackEvent) -> None:
-        conversation = self.conversation
-        if conversation is None or conversation.state is not AgentState.IDLE:
-            return  # a reply in progress: the conversation reports its own states
-        if event.kind is PlaybackKind.STARTED:
-            self.bus.publish(StateChanged(AgentState.SPEAKING, event.turn))
-        elif event.kind is PlaybackKind.DRAINED:
-            self.bus.publish(StateChanged(AgentState.IDLE, event.turn))

@@ -30,7 +30,8 @@ class DeviceInfo:
     is_default_input: bool
 
 
-def _sd() -> Any:
+def portaudio() -> Any:
+    """The sounddevice module; NoAudioDevice with what to install when PortAudio is missing."""
     try:
         import sounddevice
     except OSError as error:  # the PortAudio library itself is missing
@@ -41,7 +42,7 @@ def _sd() -> Any:
 
 
 def list_devices() -> list[DeviceInfo]:
-    sd = _sd()
+    sd = portaudio()
     devices = sd.query_devices()
     apis = sd.query_hostapis()
     default_in, default_out = sd.default.device

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, resolve_output
+from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, portaudio, resolve_output
 from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,7 @@ class AudioPlayer:
         """Open and start the stream now, so it is running (warm) before the first words."""
         if self._stream is not None:
             return
-        import sounddevice as sd
-
+        sd = portaudio()  # NoAudioDevice, saying what to install, when PortAudio is missing
         device = resolve_output(self._device_spec)
         try:
             self._stream = self._open(sd, device, self.sample_rate)

@@ -7,6 +7,11 @@ Threads, one owner each:
 - the core (Assistant): model loader, LLM loop, TTS workers, audio callback; its events reach
   Tk through the same mailbox.
 Nothing but the main thread touches Tk.
+
+An interrupt overtakes everything: from a hotkey, the tray or the control socket it calls the
+core's thread-safe interrupt on the caller's thread (`DesktopApp.post`), so it never waits
+behind reply text in the mailbox or behind whatever the Tk thread is doing (a settings save,
+turning autostart on).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import time
 import tkinter as tk
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from agent import config as config_module
 from agent import paths
 from agent.assistant import Assistant
+from agent.cli.table import AGENT_COMMANDS_BY_NAME
 from agent.config import Config
-from agent.control import ControlReply, ControlRequest, ControlServer
+from agent.control import ControlReply, ControlRequest, ControlServer, unknown_command_reply
 from agent.desktop import commands as cmd
 from agent.desktop.autostart import Autostart
 from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotkey
@@ -120,6 +127,7 @@ class DesktopApp:
         self.cfg = cfg
         self.root = tk.Tk(className="voice-agent")
         self.mailbox = Mailbox(self.root, self.handle)
+        self._shown_seq = 0  # the newest StateChanged the tray shows (older ones are dropped)
         self.bus = EventBus()
         self.bus.subscribe(lambda event: self.mailbox.post(cmd.FromCore(event)))
         self.assistant = Assistant(cfg, self.bus)
@@ -129,7 +137,7 @@ class DesktopApp:
         self.autostart = Autostart()
         self.model = TrayModel(autostart=self.autostart.is_enabled())  # voices: once loaded
         self._mirror_settings()
-        self.tray = Tray(self.mailbox.post, self.model)
+        self.tray = Tray(self.post, self.model)
         self.hotkeys = choose_backend(cfg.hotkeys.backend)
         self.control = ControlServer(self._on_control)
         self._latest_state = (AgentState.IDLE, "")
@@ -140,6 +148,22 @@ class DesktopApp:
         self._talk_down = False
         self._hold_job: str | None = None
         self._listening_by_hold = False
+
+    def post(self, command: cmd.Command) -> None:
+        """A command from any thread (hotkeys, tray, control socket). What must not wait, the
+        interrupt and the barge-in of a talk press, acts here on the caller's thread through
+        the core's thread-safe interrupt; the rest (and the overlay's part of those) goes
+        through the mailbox to the Tk thread, in order."""
+        if isinstance(command, cmd.Interrupt):
+            self.assistant.interrupt()
+            return
+        if isinstance(command, cmd.TalkPressed | cmd.Listen):  # talking over the reply
+            self._barge_in()
+        self.mailbox.post(command)
+
+    def _barge_in(self) -> None:
+        if self.assistant.state in (AgentState.THINKING, AgentState.SPEAKING):
+            self.assistant.interrupt()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -162,6 +186,7 @@ class DesktopApp:
             self.mailbox.close()
         return 0
 
+
     def _start_hotkeys(self) -> None:
         """Validate the [hotkeys] settings, then hook them on a thread of their own (pynput
         takes ~0.1 s to confirm its hook is live; the tray is up meanwhile)."""
@@ -179,9 +204,9 @@ class DesktopApp:
                          f"({self.cfg.path or paths.config_file()}).")
             return
         bindings: dict[str, Callable[[], None] | Binding] = {
-            talk: Binding(lambda: self.mailbox.post(cmd.TalkPressed()),
-                          lambda: self.mailbox.post(cmd.TalkReleased())),
-            interrupt: lambda: self.mailbox.post(cmd.Interrupt())}
+            talk: Binding(lambda: self.post(cmd.TalkPressed()),
+                          lambda: self.post(cmd.TalkReleased())),
+            interrupt: lambda: self.post(cmd.Interrupt())}
 
         def start() -> None:
             try:
@@ -239,6 +264,9 @@ class DesktopApp:
                 self._show_details()
             case cmd.FromCore(event):
                 if isinstance(event, StateChanged):
+                    if event.seq and event.seq <= self._shown_seq:
+                        return  # older than what is shown: never go back
+                    self._shown_seq = event.seq or self._shown_seq
                     self._show_state(event.state, event.message)
                 self.overlay.on_event(event)
             case cmd.Talk():
@@ -303,8 +331,7 @@ class DesktopApp:
         if self._talk_down:
             return  # key repeat while held
         self._talk_down = True
-        if self.assistant.state in (AgentState.THINKING, AgentState.SPEAKING):
-            self.assistant.interrupt()  # barge-in: the usual interrupt path
+        self._barge_in()  # done already by post() unless the press came another way
         if self.cfg.stt.mode == "toggle":
             self._toggle_listening()
             return
@@ -406,22 +433,33 @@ class DesktopApp:
     # -- the control socket (its own thread: post and answer at once) --------------------------
 
     def _on_control(self, request: ControlRequest) -> ControlReply:
-        simple: dict[str, cmd.Command] = {"show": cmd.Show(), "talk": cmd.Talk(),
-                                          "listen": cmd.Listen(),
-                                          "interrupt": cmd.Interrupt(), "quit": cmd.Quit()}
-        if request.command in simple:
-            self.mailbox.post(simple[request.command])
-            return ControlReply(True, f"{request.command}: sent to the running agent")
-        if request.command == "say":
-            if not request.text.strip():
-                return ControlReply(False, "say: nothing to say")
-            self.mailbox.post(cmd.Say(request.text))
-            return ControlReply(True, "say: speaking in the running agent")
-        if request.command == "status":
-            return ControlReply(True, self.assistant.state.value)
-        return ControlReply(False, f"unknown command {request.command!r}; known: "
-                            + ", ".join([*simple, "say", "status"]))
-
+        """Carry out a request of the control socket. The server has checked it against the
+        table of the running agent's commands (agent.cli.table): the command is known, and
+        "say" has its text. Runs on the server's thread: it only posts (an interrupt acts at
+        once, see `post`) or reads what is thread-safe, and answers at once."""
+        command = AGENT_COMMANDS_BY_NAME.get(request.command)
+        if command is None:
+            return unknown_command_reply(request.command)
+        match command.name:
+            case "status":
+                return ControlReply(True, self.assistant.state.value)
+            case "interrupt":
+                self.post(cmd.Interrupt())
+            case "show":
+                self.post(cmd.Show())
+            case "talk":
+                self.post(cmd.Talk())
+            case "listen":
+                self.post(cmd.Listen())
+            case "say":
+                self.post(cmd.Say(request.text))
+            case "quit":
+                self.post(cmd.Quit())
+            case _:  # added to the table, not yet here: say so rather than pretend
+                log.error("control: %r is in the table of commands but not carried out here",
+                          command.name)
+                return ControlReply(False, f"{command.name}: this agent cannot do that yet")
+        return ControlReply(True, command.accepted_reply)
 
 def open_in_editor(path: Path) -> bool:
     """Open `path` with the desktop's program for it; False if there is none."""
@@ -437,3 +475,16 @@ def open_in_editor(path: Path) -> bool:
         return True
     except OSError:
         return False
+
+
+def end_process(code: int) -> NoReturn:
+    """Leave now, once the agent has shut down in order (the history is on disk, the audio
+    stream closed). Model loads and warm-ups still running in native code (onnxruntime,
+    llama.cpp) are abandoned rather than waited for, and their C++ threads never meet the
+    static destructors an ordinary interpreter exit runs (that aborted with "terminate called
+    without an active exception"): the user asked to quit, so quit takes well under a second."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
