@@ -52,19 +52,6 @@ MARKED_BY_FIXTURE = {
 # Tests that load a model in a `voice-agent` child process, so no fixture tells, in files whose
 # owners were rewriting them when the markers came: to move into those files as
 # @pytest.mark.slow (elsewhere the mark is on the test itself).
-SLOW_BY_NAME = {
-    "test_cli.py": {"test_say_writes_a_wav_without_any_audio_device",
-                    "test_say_reads_standard_input", "test_dialogue_gives_each_speaker_a_voice",
-                    "test_config_mistakes_are_reported_not_fatal",
-                    "test_ctrl_c_fades_out_at_once_and_exits_130"},
-    "test_chat_cli.py": {"test_ask_without_audio_prints_the_answer_and_records_it",
-                         "test_chat_over_a_pipe_answers_each_line_and_quits_at_end_of_input",
-                         "test_chat_with_no_audio_device_says_so_once_and_goes_on_as_text",
-                         "test_ask_falls_back_to_the_embedded_model_and_says_so",
-                         "test_ask_speaks_the_answer",
-                         "test_ctrl_c_in_chat_interrupts_the_reply_and_the_chat_goes_on"},
-}
-
 _session_root = Path(tempfile.mkdtemp(prefix="voice-agent-tests-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("VOICE_AGENT_CACHE_DIR", str(_session_root / "cache"))
@@ -214,9 +201,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
         wanted = {marker for marker, fixtures in MARKED_BY_FIXTURE.items() if used & fixtures}
-        name = getattr(item, "originalname", item.name)
-        if name in SLOW_BY_NAME.get(item.path.name, ()):
-            wanted.add("slow")
         for marker in sorted(wanted):
             if item.get_closest_marker(marker) is None:
                 item.add_marker(marker)

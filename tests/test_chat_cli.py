@@ -25,6 +25,7 @@ def private_env(tmp_path: Path, base: dict[str, str] | None = None) -> dict[str,
     return env
 
 
+@pytest.mark.slow
 def test_ask_without_audio_prints_the_answer_and_records_it(tmp_path: Path) -> None:
     env = private_env(tmp_path, no_audio_env(tmp_path))
     result = run("ask", "--no-audio", "What", "is", "two", "plus", "two?", env=env)
@@ -35,6 +36,7 @@ def test_ask_without_audio_prints_the_answer_and_records_it(tmp_path: Path) -> N
     assert "assistant:" in shown.stdout
 
 
+@pytest.mark.slow
 def test_chat_over_a_pipe_answers_each_line_and_quits_at_end_of_input(tmp_path: Path) -> None:
     env = private_env(tmp_path, no_audio_env(tmp_path))
     result = run("chat", "--no-audio", env=env, stdin="Hello!\nWhat colour is the sky?\n")
@@ -44,6 +46,7 @@ def test_chat_over_a_pipe_answers_each_line_and_quits_at_end_of_input(tmp_path: 
     assert len(history.read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_chat_with_no_audio_device_says_so_once_and_goes_on_as_text(tmp_path: Path) -> None:
     env = private_env(tmp_path, no_audio_env(tmp_path))
     result = run("chat", env=env, stdin="Hello!\nWhat colour is the sky?\n")
@@ -66,6 +69,7 @@ def test_ask_with_an_unreachable_server_fails_clearly(tmp_path: Path) -> None:
     assert "sk-secret-never-shown" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_ask_falls_back_to_the_embedded_model_and_says_so(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[llm]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
@@ -76,6 +80,7 @@ def test_ask_falls_back_to_the_embedded_model_and_says_so(tmp_path: Path) -> Non
     assert "embedded model" in result.stderr and result.stdout.strip()
 
 
+@pytest.mark.slow
 @pytest.mark.audio
 def test_ask_speaks_the_answer(audio_tap: Path, tmp_path: Path) -> None:
     result = run("ask", "--voice", "jm_kumo", "What is the capital of Italy?",
@@ -85,6 +90,7 @@ def test_ask_speaks_the_answer(audio_tap: Path, tmp_path: Path) -> None:
     assert np.count_nonzero(read_tap(audio_tap)) > 24_000 // 2
 
 
+@pytest.mark.slow
 @pytest.mark.audio
 def test_ctrl_c_in_chat_interrupts_the_reply_and_the_chat_goes_on(audio_tap: Path,
                                                                   tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from agent.cli.running import cmd_control
 from agent.cli.table import AGENT_COMMANDS, CommandLine
 from agent.control import ControlReply, ControlRequest, ControlServer
 from agent.text import split_for_speech
-from harness.services import read_tap, wait_for
+from harness.services import no_audio_env, read_tap, wait_for
 
 SR = 24_000
 
@@ -31,15 +31,6 @@ def voice_agent(*args: str, env: dict[str, str] | None = None, input: str | None
                           text=True, env=env or dict(os.environ), input=input,
                           timeout=timeout)
 
-
-def no_audio_env(tmp_path: Path) -> dict[str, str]:
-    """A machine with no sound server and no sound card: PortAudio finds no device."""
-    env = dict(os.environ)
-    env.pop("ALSA_CONFIG_PATH", None)
-    runtime = tmp_path / "runtime"
-    runtime.mkdir(mode=0o700)
-    env.update(XDG_RUNTIME_DIR=str(runtime), PULSE_SERVER="unix:/nonexistent")
-    return env
 
 
 # --- the table of the running agent's commands, as the command line reads it ----------------
@@ -142,6 +133,7 @@ def test_listen_without_an_agent_falls_back_to_the_full_command_line(
     assert "voice-agent is not running" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_say_writes_a_wav_without_any_audio_device(tmp_path: Path) -> None:
     out = tmp_path / "hello.wav"
     result = voice_agent("say", "--out", str(out), "Hello, this goes to a file.",
@@ -177,6 +169,7 @@ def test_a_fresh_users_say_speaks_with_af_bella_and_no_notice(  # type: ignore[n
     assert bella > 0.8 and bella > kumo + 0.2, (bella, kumo)
 
 
+@pytest.mark.slow
 def test_say_reads_standard_input(tmp_path: Path) -> None:
     out = tmp_path / "stdin.wav"
     result = voice_agent("say", "--out", str(out), "-", input="Read from a pipe.\n",
@@ -258,6 +251,7 @@ def test_voices_without_the_npm_voices_says_how_to_get_them(tmp_path: Path) -> N
     assert "voice-agent models download" in result.stdout
 
 
+@pytest.mark.slow
 def test_dialogue_gives_each_speaker_a_voice(tmp_path: Path) -> None:
     script = tmp_path / "script.txt"
     script.write_text("# a comment\nAlice: Hello Bob.\n\nBob: Hello Alice, nice to meet you.\n")
@@ -269,6 +263,7 @@ def test_dialogue_gives_each_speaker_a_voice(tmp_path: Path) -> None:
     assert read_wav(out)[0].size > SR
 
 
+@pytest.mark.slow
 def test_config_mistakes_are_reported_not_fatal(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[tts]\nvoice = "jm_kumo"\nsped = 1.2\nspeed = "fast"\n')
@@ -280,6 +275,7 @@ def test_config_mistakes_are_reported_not_fatal(tmp_path: Path) -> None:
     assert f"{config}:4: tts.speed should be a float, got 'fast'" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.audio
 def test_ctrl_c_fades_out_at_once_and_exits_130(audio_tap: Path) -> None:
     process = subprocess.Popen(
