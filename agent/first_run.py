@@ -85,7 +85,7 @@ def step_notices(tell: Callable[[str], None]) -> Progress:
 def welcome_text(cfg: Config, hotkeys: HotkeyChoice | None = None,
                  speech_problem: str = "") -> str:
     from agent.desktop.hotkeys import choose_backend, describe
-    from agent.hotkey_syntax import SHORTCUT_HINT
+    from agent.hotkey_syntax import SHORTCUT_HINT, shown_combo
 
     choice = hotkeys or choose_backend(cfg.hotkeys.backend)
     talk, interrupt = shown_combo(cfg.hotkeys.talk), shown_combo(cfg.hotkeys.interrupt)
@@ -116,11 +116,6 @@ def welcome_text(cfg: Config, hotkeys: HotkeyChoice | None = None,
               f"Log: {logs.log_file()}.",
               "Check the setup any time: voice-agent doctor."]
     return "\n".join(lines)
-
-
-def shown_combo(combo: str) -> str:
-    """"ctrl+alt+space" as people write it: "Ctrl+Alt+Space"."""
-    return "+".join(part.strip().title() for part in combo.split("+"))
 
 
 def agent_command() -> str:

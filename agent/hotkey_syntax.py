@@ -133,3 +133,8 @@ def same_chord(first: str, second: str) -> bool:
         return parse_hotkey(first) == parse_hotkey(second)
     except ValueError:
         return False
+
+
+def shown_combo(combo: str) -> str:
+    """"ctrl+alt+space" as people write it: "Ctrl+Alt+Space"."""
+    return "+".join(part.strip().title() for part in combo.split("+"))
