@@ -24,7 +24,7 @@ from agent.events import AgentState, EventBus, Notice, SettingsChanged
 from agent.first_run import step_notices
 from agent.history import History
 from agent.llm import make_backend
-from agent.llm.base import LLMError
+from agent.llm.base import ChatBackend, LLMError, UnavailableBackend
 from agent.logs import TurnTimer
 from agent.speech import SpeechPipeline
 from agent.state import AgentStatus, CoreLoop
@@ -129,6 +129,7 @@ class Assistant:
         self._transcriber: Transcriber | None = None
         self._stt_loader: threading.Thread | None = None
         self._stopping = threading.Event()  # set by close(): abandons a voice fetch
+        self._reload_lock = threading.Lock()
         self._listen_lock = threading.Lock()  # one thread at a time opens or closes the mic
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
@@ -140,6 +141,14 @@ class Assistant:
         return self
 
     def _load(self) -> None:
+        try:
+            self._load_models()
+        except Exception as error:  # a bug: say so, and never leave the agent "loading"
+            log.exception("loading failed")
+            self._notice(f"the agent could not load: {error}")
+            self.ready.set()
+
+    def _load_models(self) -> None:
         speech = None
         try:
             speech = self._load_speech()
@@ -152,7 +161,7 @@ class Assistant:
             backend = make_backend(llm_settings(self.cfg, not self.cfg.llm.use_embedded))
         except LLMError as error:
             self._notice(f"{error} Using the embedded model meanwhile.")
-            backend = make_backend(llm_settings(self.cfg, use_server=False))
+            backend = self._embedded_or_unavailable(str(error))
         conversation = Conversation(backend, speech, self.history, self.cfg.conversation,
                                     self.cfg.llm.system_prompt, self.bus, self.status)
         conversation.mute = self.cfg.audio.mute
@@ -171,6 +180,16 @@ class Assistant:
                  "speech on" if speech is not None else "speech off")
         for kind, text in pending:
             self._route(kind, text)
+
+    def _embedded_or_unavailable(self, why_not_the_server: str) -> ChatBackend:
+        """The embedded model; if it cannot be made either, a stand-in whose every reply is
+        the error (the loader must finish, or typed input would wait for ever)."""
+        try:
+            return make_backend(llm_settings(self.cfg, use_server=False))
+        except Exception as error:
+            log.exception("the embedded model cannot be used either")
+            return UnavailableBackend(f"{why_not_the_server} The embedded model cannot be "
+                                      f"used either: {error}")
 
     def _load_speech(self) -> SpeechPipeline:
         player = self._make_player(self.cfg)
@@ -232,6 +251,10 @@ class Assistant:
         starts a turn, so nothing watches the file while idle. A file with mistakes is
         reported (file:line, key) and the running settings stay as they are until it is
         fixed: a half-typed edit never resets anything to defaults."""
+        with self._reload_lock:  # typed and spoken input may start turns at once
+            return self._reload_if_edited()
+
+    def _reload_if_edited(self) -> tuple[str, ...]:
         path = self.cfg.path
         stamp = _file_stamp(path)
         if path is None or stamp == self._settings_stamp:
@@ -405,8 +428,12 @@ class Assistant:
     def stop_listening(self) -> None:
         """Close the microphone and send what was said (transcribed off this thread)."""
         # The key's release (Tk thread), the silence detector (the recorder's thread) and quit
-        # may all ask at once: the lock lets one of them take the samples.
-        with self._listen_lock:
+        # may all ask at once: the first takes the samples, the others have nothing to do.
+        # Not a blocking wait: the first one's recorder.stop() joins the detector's thread,
+        # which may be the one asking.
+        if not self._listen_lock.acquire(blocking=False):
+            return
+        try:
             recorder = self._recorder
             if recorder is None or not recorder.recording:
                 return
@@ -416,6 +443,8 @@ class Assistant:
                 self.status.post(self.status.set_listening, False)
                 return
             self.status.post(self.status.set_listening, False, True)  # transcribing
+        finally:
+            self._listen_lock.release()
         threading.Thread(target=self._transcribe_and_submit, args=(samples, rate),
                          name="stt", daemon=True).start()
 

@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 WAITER_THREADS = 4
 WAITER_THREAD_NAME = "conversation-wait"
-LOOP_THREAD_NAME = "llm-loop"
+LOOP_THREAD_NAME = "core-loop"
 
 
 class DaemonThreadPool(ThreadPoolExecutor):

@@ -243,3 +243,41 @@ def test_settings_edited_while_running_apply_on_the_next_turn_and_a_broken_edit_
         assert [e.sections for e in events.seen if isinstance(e, SettingsChanged)] == [("tts",)]
     finally:
         assistant.close()
+
+
+def test_without_any_usable_llm_the_agent_finishes_loading_and_each_turn_says_what_to_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrong server setting and no embedded model either (its package removed): the loader
+    used to die there, leaving the agent "loading" for good with typed input queued."""
+    from agent import assistant as assistant_module
+    from agent.audio.devices import NoAudioDevice
+    from agent.llm.base import LLMError
+
+    def no_llm(settings: LLMConfig) -> object:
+        if settings.backend == "embedded":
+            raise ImportError("No module named 'llama_cpp'")
+        raise LLMError("llm.base_url is not a URL: fix it in the settings.")
+
+    def no_device(_cfg: object) -> object:
+        raise NoAudioDevice("no audio output device")
+
+    monkeypatch.setattr(assistant_module, "make_backend", no_llm)
+    events = EventLog()
+    bus = EventBus()
+    bus.subscribe(events)
+    cfg = config.Config()
+    cfg.llm.backend = "openai"
+    assistant = Assistant(cfg, bus, History(tmp_path / "history.jsonl"),
+                          player_factory=no_device)  # type: ignore[arg-type]
+    assistant.submit("typed while loading")
+    assistant.start()
+    try:
+        assert assistant.ready.wait(30)
+        assert wait_for(lambda: any(isinstance(e, StateChanged) and e.state is AgentState.ERROR
+                                    for e in events.seen), 10)
+        error = next(e for e in events.seen
+                     if isinstance(e, StateChanged) and e.state is AgentState.ERROR)
+        assert "llm.base_url" in error.message and "llama_cpp" in error.message
+        assert History(tmp_path / "history.jsonl").entries[0].content == "typed while loading"
+    finally:
+        assistant.close()

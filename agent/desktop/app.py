@@ -279,8 +279,6 @@ class DesktopApp:
                 self._toggle_listening()
             case cmd.Show():
                 self.overlay.show(focus=False)
-            case cmd.Interrupt():
-                self.assistant.interrupt()
             case cmd.Say(text):
                 self.assistant.say(text)
             case cmd.Quit():

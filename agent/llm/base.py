@@ -57,6 +57,25 @@ class ChatBackend(Protocol):
     async def aclose(self) -> None: ...
 
 
+class UnavailableBackend:
+    """Stands in when no LLM could be made (the server's settings are wrong and the embedded
+    model is missing too): every reply is the error saying what to fix, and the rest of the
+    agent (say, voices, settings) keeps working."""
+
+    name = "unavailable"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.description = "no LLM (see the error)"
+
+    async def stream(self, messages: Sequence[Message]) -> AsyncIterator[Delta]:
+        raise LLMError(self.reason)
+        yield Delta()  # an async generator, as the protocol says
+
+    async def aclose(self) -> None:
+        pass
+
+
 @asynccontextmanager
 async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
     """Like contextlib.aclosing for any backend's stream: an inner generator left early (a
