@@ -197,10 +197,10 @@ class Pipeline(SpeechPipeline):
         self.last_clause = ""
 
     def say_clause(self, clause: str, voice: str | None = None, speed: float | None = None,
-                   speaker: str = "") -> int:
+                   speaker: str = "", turn: int | None = None) -> int:
         self.clause_lengths.append(len(clause))
         self.last_clause = clause
-        return super().say_clause(clause, voice, speed, speaker)
+        return super().say_clause(clause, voice, speed, speaker, turn)
 
 
 class Seen:
