@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,18 +38,19 @@ def first_run_needed() -> bool:
 
 
 def run_first_time(cfg: Config, progress: Progress | None = None,
-                   hotkeys: HotkeyChoice | None = None) -> str:
+                   hotkeys: HotkeyChoice | None = None,
+                   stop: threading.Event | None = None) -> str:
     """Prepare the Kokoro files, write the marker, and return the welcome text. `hotkeys`:
     the backend the caller chose already (it is chosen here otherwise). A model problem does
     not raise: the text says speech is off and why, and the marker is left unwritten so the
-    next start tries again."""
+    next start tries again. `stop` (the user quit) abandons a voice fetch."""
     from agent.assistant import prepare_files
     from agent.tts import npm_voices
     from agent.tts.voices import VoiceLibrary, parse_blend
 
     speech_problem = voice_problem = ""
     try:
-        files = prepare_files(cfg, progress=progress)
+        files = prepare_files(cfg, progress=progress, stop=stop)
         here = VoiceLibrary(files.voices)
         missing = [p.voice for p in parse_blend(cfg.tts.voice) if p.voice not in here]
         if missing:

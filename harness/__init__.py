@@ -9,6 +9,8 @@
 - llm_servers: llama.cpp's server, a misbehaving fault server, an event-loop thread;
 - speech_samples: sentences per language, human clips, the word error rate;
 - fakes: test doubles (ToneSynth, ScriptedBackend, SlowSink, RecordingPlayer, recorders);
+- tray_agent: the tray agent (`python -m agent`) in a process of its own, its log waited on,
+  `voice-agent quit` timed; a loopback npm registry that never answers (a hung voice fetch);
 - soak: the soak run by `python -m bench.soak` and, shortened, by tests/test_soak.py;
 - sound_server_restart: a program (`python -m harness.sound_server_restart`) for
   tests/test_audio_recovery.py.

