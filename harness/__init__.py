@@ -11,6 +11,8 @@
 - fakes: test doubles (ToneSynth, ScriptedBackend, SlowSink, RecordingPlayer, recorders);
 - tray_agent: the tray agent (`python -m agent`) in a process of its own, its log waited on,
   `voice-agent quit` timed; a loopback npm registry that never answers (a hung voice fetch);
+- token_flood: a loopback OpenAI-compatible server that streams an opening sentence, then
+  floods tokens as fast as it can on a signal (bench.interrupt_path's case b);
 - soak: the soak run by `python -m bench.soak` and, shortened, by tests/test_soak.py;
 - sound_server_restart: a program (`python -m harness.sound_server_restart`) for
   tests/test_audio_recovery.py.
