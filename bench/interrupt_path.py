@@ -71,6 +71,7 @@ import numpy.typing as npt
 
 from bench.harness import start_audio, start_desktop
 from harness import token_flood
+from harness.services import end_process
 
 SR = 24_000
 BLOCKSIZE, FADE_MS = 256, 3.0  # the [audio] defaults, which the agent runs with here
@@ -226,12 +227,7 @@ def run_worker(backend: str, args: argparse.Namespace, flood_url: str,
         try:
             child.wait(args.worker_timeout)
         except subprocess.TimeoutExpired:
-            child.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(10)
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            end_process(child, 10)
     if not out.exists():
         tail = log_file.read_text(errors="replace")[-3000:]
         raise SystemExit(f"the {backend} worker left no results (exit {child.returncode}); "

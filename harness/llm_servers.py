@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.services import wait_for
+from harness.services import end_process, wait_for
 
 T = TypeVar("T")
 
@@ -88,14 +88,20 @@ class LlamaServer:
         return self.process.pid
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
 
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    """One HTTP/1.1 request off a keep-alive connection: method, path, headers (lower-case
+    names), body. Raises asyncio.IncompleteReadError when the client has gone."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:] if line)}
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return method, path, headers, body
 
 def _answers_models(port: int) -> bool:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
@@ -240,12 +246,7 @@ class FaultServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:  # keep-alive: several requests per connection
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in
-                           (line.partition(":") for line in lines[1:] if line)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                method, path, headers, body = await read_request(reader)
                 request = FaultRequest(method, path, headers, body, reader, writer)
                 name = path.strip("/").split("/", 1)[0]
                 visit = Visit(request)

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,17 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, step: float =
     return predicate()
 
 
+def end_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """Terminate `process` if it runs, and kill it if it has not ended within `timeout`."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Processes:
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -51,13 +63,7 @@ class Processes:
 
     def stop(self) -> None:
         for process in reversed(self.started):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(3)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            end_process(process, 3)
 
 
 def missing_tools(*names: str) -> list[str]:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from harness.llm_servers import read_request
+
 OPENING = ("Once upon a time there was a long and lazy river that wound its way through the "
            "hills, past farms and forests and quiet villages, and everyone who lived along its "
            "banks had a story to tell about it, so let me tell you a few of them now. ")
@@ -74,12 +76,7 @@ class FloodServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:  # keep-alive: one request after another
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in
-                           (line.partition(":") for line in lines[1:] if line)}
-                await reader.readexactly(int(headers.get("content-length", "0")))
+                method, path, _headers, _body = await read_request(reader)
                 path = path.rstrip("/")
                 if method == "GET" and path.endswith("/models"):
                     await self.respond(writer, {"object": "list", "data": [{"id": "flood"}]})

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.services import read_tap, wait_for
+from harness.services import end_process, read_tap, wait_for
 
 __all__ = [
     "BAD_EXIT_SIGNS",
@@ -211,13 +211,7 @@ class TrayAgent:
     def stop(self) -> None:
         """End the agent (and anything it started that is still running), by pid."""
         children = descendants(self.proc.pid) if self.proc.poll() is None else {}
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
         for pid, cmdline in children.items():
             if _alive(pid) and _cmdline(pid) == cmdline:
                 with contextlib.suppress(ProcessLookupError):

@@ -38,7 +38,7 @@ from harness.desktop import (
     xdotool,
 )
 from harness.microphone import VirtualMicrophone
-from harness.services import read_tap
+from harness.services import end_process, read_tap
 
 pytestmark = [pytest.mark.audio, pytest.mark.slow]
 
@@ -120,13 +120,7 @@ class AgentProcess:
                 os.environ["VOICE_AGENT_RUNTIME_DIR"] = previous
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
 
 
 def tray_icon() -> str:
