@@ -7,12 +7,13 @@ Every process is started here and stopped by its own pid.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,18 @@ def reinitialise_portaudio() -> None:
 
     sd._terminate()
     sd._initialize()
+
+
+@contextlib.contextmanager
+def read_only_mount(folder: Path, fill: Callable[[Path], None] | None = None) -> Iterator[Path]:
+    """`folder` on a small tmpfs mounted read-only (chmod does not stop root; mounting needs
+    root, which CI has), after `fill(folder)` has put what it should hold there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    try:
+        if fill is not None:
+            fill(folder)
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

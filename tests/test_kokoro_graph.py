@@ -6,6 +6,7 @@ patching again."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ import pytest
 from agent.tts import kokoro, kokoro_graph, models, voices
 from agent.tts.base import trim_silence
 from agent.tts.kokoro_graph import CAP_INPUT, NO_CAP, UnknownGraph, frame_caps
+from harness.services import read_only_mount
 
 VOICE = "jm_kumo"
 SPOKEN = "Sure, the capital of France is Paris."
@@ -182,15 +184,16 @@ def test_a_damaged_cache_file_is_patched_again_and_replaced(
 @pytest.mark.parametrize("how", ["read-only", "a file in its place"])
 def test_a_cache_that_cannot_be_written_still_gives_the_sliced_model(
         engine: kokoro.OnnxKokoro, cache: Path, how: str, caplog: pytest.LogCaptureFixture) -> None:
-    if how == "read-only":
-        if os.name != "posix" or os.geteuid() == 0:
-            pytest.skip("root (and Windows) write into a read-only folder anyway")
-        cache.mkdir(parents=True)
-        cache.chmod(0o555)
-    else:
-        cache.parent.mkdir(parents=True)
-        cache.write_text("")
-    try:
+    with contextlib.ExitStack() as undo:
+        if how == "read-only" and os.name == "posix" and os.geteuid() == 0:
+            undo.enter_context(read_only_mount(cache))  # chmod does not stop root
+        elif how == "read-only":
+            cache.mkdir(parents=True)
+            cache.chmod(0o555)
+            undo.callback(cache.chmod, 0o755)
+        else:
+            cache.parent.mkdir(parents=True)
+            cache.write_text("")
         with caplog.at_level(logging.DEBUG, logger="agent.tts"):
             loaded = start(engine.files)
         assert loaded.sliced and loaded.graph == "patched"
@@ -198,9 +201,6 @@ def test_a_cache_that_cannot_be_written_still_gives_the_sliced_model(
         assert "WARNING" not in caplog.text
         assert trim_silence(loaded.synthesize("Hello there.", VOICE)).size > 12_000
         assert not cache.is_dir() or list(cache.iterdir()) == []
-    finally:
-        if cache.is_dir():
-            cache.chmod(0o755)
 
 
 def test_the_cache_keeps_one_graph_per_model_and_drops_what_a_crash_left(

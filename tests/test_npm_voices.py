@@ -19,6 +19,7 @@ import pytest
 from agent.tts import models
 from agent.tts import npm_voices as fetcher  # the fixture npm_voices is its folder
 from agent.tts.voices import RAW_PACK_BYTES, VoiceLibrary
+from harness.services import read_only_mount
 
 
 def test_the_fetched_voices_are_every_kokoro_voice_as_raw_packs(npm_voices: Path) -> None:
@@ -168,16 +169,14 @@ def read_only_cache(fresh_cache: Path) -> Iterator[Path]:
     """The cache dir on a file system mounted read-only (chmod does not stop root)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a read-only file system needs root (CI runs as root)")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(fresh_cache)],
-                   check=True)
-    try:
+
+    def an_older_voice(_cache: Path) -> None:
         older = fetcher.voices_dir()
         older.mkdir(parents=True)
         (older / "af_bella.bin").write_bytes(b"\0" * 1024)
-        subprocess.run(["mount", "-o", "remount,ro", str(fresh_cache)], check=True)
-        yield fresh_cache
-    finally:
-        subprocess.run(["umount", "-l", str(fresh_cache)], check=False)
+
+    with read_only_mount(fresh_cache, an_older_voice) as cache:
+        yield cache
 
 
 def test_a_read_only_cache_is_reported_and_left_alone(
