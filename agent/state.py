@@ -176,7 +176,6 @@ class AgentStatus:
         self._facts = _Facts()
         self._seq = 0
         self._published: tuple[AgentState, int, str] = (AgentState.IDLE, 0, "")
-        self.shown = AgentState.IDLE  # the last state published
 
     def post(self, change: Callable[..., object], *args: object) -> None:
         """Apply `change(*args)` on the owner thread (any thread may call this)."""
@@ -184,6 +183,11 @@ class AgentStatus:
             change(*args)
         else:
             self.core.call(change, *args)
+
+    @property
+    def shown(self) -> AgentState:
+        """The state last published (one reference read: safe from any thread)."""
+        return self._published[0]
 
     @property
     def phase(self) -> AgentState:
@@ -252,7 +256,6 @@ class AgentStatus:
         self._published = shown
         self._seq += 1
         state, turn, message = shown
-        self.shown = state
         self.bus.publish(StateChanged(state, turn, message, seq=self._seq))
 
     def _check_owner(self) -> None:
