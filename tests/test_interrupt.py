@@ -12,6 +12,7 @@ what was heard (issue 14, points 1-3).
 
 from __future__ import annotations
 
+import gc
 import queue
 import random
 import threading
@@ -217,7 +218,8 @@ def test_the_apps_interrupt_does_not_wait_for_the_tk_thread(
     app = DesktopApp(Config())
     try:
         interrupted = threading.Event()
-        monkeypatch.setattr(app.assistant, "interrupt", interrupted.set)
+        # Not monkeypatch: it would keep the app (and its Tk objects) alive past the test.
+        app.assistant.interrupt = interrupted.set  # type: ignore[method-assign]
         hotkey = threading.Thread(target=app.post, args=(Interrupt(),), name="hotkeys")
         hotkey.start()
         assert interrupted.wait(2)
@@ -230,3 +232,7 @@ def test_the_apps_interrupt_does_not_wait_for_the_tk_thread(
     finally:
         app.mailbox.close()
         app.root.destroy()
+        # Tk objects must be freed on the thread that made them: a garbage collection on any
+        # other thread later (a model loading in a later test) aborts in Tcl.
+        del app
+        gc.collect()
