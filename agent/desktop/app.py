@@ -144,6 +144,7 @@ class DesktopApp:
         self._interrupted_job: str | None = None
         self._quitting = False
         self._first_run_stop = threading.Event()  # quit abandons the first run's voice fetch
+        self._first_run_thread: threading.Thread | None = None
         self._hotkeys_thread: threading.Thread | None = None
         # Push-to-talk: the talk key is down; a hold becomes listening after a threshold.
         self._talk_down = False
@@ -174,7 +175,9 @@ class DesktopApp:
         self.tray.start()
         self._start_hotkeys()
         if first_run_needed():
-            threading.Thread(target=self._first_run, name="first-run", daemon=True).start()
+            self._first_run_thread = threading.Thread(target=self._first_run, name="first-run",
+                                                      daemon=True)
+            self._first_run_thread.start()
         else:
             self.assistant.start()
         threading.Thread(target=self._wait_for_models, name="models-ready", daemon=True).start()
@@ -249,6 +252,9 @@ class DesktopApp:
         self._quitting = True
         self._first_run_stop.set()
         started = time.monotonic()
+        if self._first_run_thread is not None:
+            # A stopped fetch removes its half-written folders; let it, before the process goes.
+            self._first_run_thread.join(1.0)
         if self._hotkeys_thread is not None:
             self._hotkeys_thread.join(1.0)  # stop what has started, not a start in progress
         # Each step on its own: one that fails must not keep the process alive with its
