@@ -18,13 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from agent import config as config_module
 from agent.audio.devices import NoAudioDevice
-from agent.config import Config, LLMConfig
+from agent.config import Config
 from agent.conversation import Conversation
 from agent.events import AgentState, EventBus, Notice, SettingsChanged
 from agent.first_run import step_notices
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import ChatBackend, LLMError, UnavailableBackend
+from agent.llm.choice import AutoPick, auto_pick, llm_settings
+from agent.llm.scan import ScanResult
+from agent.llm.scan import scan as scan_servers
 from agent.logs import TurnTimer
 from agent.speech import SpeechPipeline
 from agent.state import AgentStatus, CoreLoop
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
 
+SCAN_WAIT_S = 2.0  # the scan bounds each probe to a fraction of a second; this is a backstop
 SECTIONS = ("tts", "audio", "llm", "conversation", "dialogue", "hotkeys", "overlay", "stt")
 # What an edit changes at once; any other key is read at start, and applies after a restart.
 _LIVE = {"tts": {"voice", "speed"}, "audio": {"mute"}, "llm": None, "conversation": None,
@@ -96,13 +100,8 @@ def make_player(cfg: Config, device: str | None = None) -> AudioPlayer:
                        fade_ms=cfg.audio.fade_ms)
 
 
-def llm_settings(cfg: Config, use_server: bool) -> LLMConfig:
-    """The [llm] settings, or the same with the embedded model when `use_server` is off."""
-    if use_server or cfg.llm.backend == "embedded":
-        return cfg.llm
-    from dataclasses import replace
-
-    return replace(cfg.llm, backend="embedded", fallback="")
+def _written(cfg: Config, section: str) -> set[str]:
+    return {dotted for dotted in cfg.from_file if dotted.startswith(f"{section}.")}
 
 
 class Assistant:
@@ -120,6 +119,11 @@ class Assistant:
         self.conversation: Conversation | None = None
         self.speech: SpeechPipeline | None = None
         self.backend_description = ""
+        self.backend_label = ""  # the model that answers, in a few words (overlay header)
+        # Local LLM servers found running (the LLM menu lists them), and the one used by
+        # itself at the start while the settings name no backend.
+        self.local_servers = ScanResult((), 0.0)
+        self.picked: AutoPick | None = None
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str]] = []  # ("submit" | "say", text) before ready
         self._closed = False
@@ -149,6 +153,10 @@ class Assistant:
             self.ready.set()
 
     def _load_models(self) -> None:
+        scanning = threading.Thread(target=self.scan_local_servers, name="llm-scan",
+                                    daemon=True)
+        if self.cfg.llm.find_servers:
+            scanning.start()  # a fraction of a second, beside the speech model's load
         speech = None
         try:
             speech = self._load_speech()
@@ -157,8 +165,14 @@ class Assistant:
         except Exception as error:  # a model problem: say what, stay usable as text
             log.exception("speech did not load")
             self._notice(f"speech is off: {error}")
+        if scanning.ident is not None:
+            scanning.join(SCAN_WAIT_S)
+        self.picked = auto_pick(self.cfg, self.local_servers)
+        if self.picked is not None:
+            self._notice(self.picked.notice)
         try:
-            backend = make_backend(llm_settings(self.cfg, not self.cfg.llm.use_embedded))
+            backend = make_backend(llm_settings(self.cfg, not self.cfg.llm.use_embedded,
+                                                self.picked), self.cfg.from_file)
         except LLMError as error:
             self._notice(f"{error} Using the embedded model meanwhile.")
             backend = self._embedded_or_unavailable(str(error))
@@ -174,6 +188,7 @@ class Assistant:
                 return
             self.speech, self.conversation = speech, conversation
             self.backend_description = backend.description
+            self.backend_label = backend.label
             pending, self._pending = self._pending, []
         self.ready.set()
         log.info("ready: %s, %s", backend.description,
@@ -184,12 +199,25 @@ class Assistant:
     def _embedded_or_unavailable(self, why_not_the_server: str) -> ChatBackend:
         """The embedded model; if it cannot be made either, a stand-in whose every reply is
         the error (the loader must finish, or typed input would wait for ever)."""
-        try:
-            return make_backend(llm_settings(self.cfg, use_server=False))
-        except Exception as error:
-            log.exception("the embedded model cannot be used either")
-            return UnavailableBackend(f"{why_not_the_server} The embedded model cannot be "
-                                      f"used either: {error}")
+        embedded = llm_settings(self.cfg, use_server=False, picked=self.picked)
+        attempts = [embedded]
+        if embedded.model_path:  # a downloaded model gone missing: the packaged one answers
+            attempts.append(dataclasses.replace(embedded, model_path=""))
+        for settings in attempts:
+            try:
+                return make_backend(settings, self.cfg.from_file)
+            except LLMError as error:
+                if settings.model_path and str(error) != why_not_the_server:
+                    self._notice(f"{error} Using the packaged model meanwhile.")
+                if settings is attempts[-1]:
+                    log.exception("the embedded model cannot be used either")
+                    return UnavailableBackend(f"{why_not_the_server} The embedded model "
+                                              f"cannot be used either: {error}")
+            except Exception as error:
+                log.exception("the embedded model cannot be used either")
+                return UnavailableBackend(f"{why_not_the_server} The embedded model cannot be "
+                                          f"used either: {error}")
+        raise AssertionError("unreachable: the last attempt returns")
 
     def _load_speech(self) -> SpeechPipeline:
         player = self._make_player(self.cfg)
@@ -269,7 +297,10 @@ class Assistant:
                          "(voice-agent config validate).")
             return ()
         changed = tuple(name for name in SECTIONS
-                        if getattr(new, name) != getattr(self.cfg, name))
+                        if getattr(new, name) != getattr(self.cfg, name)
+                        # a value written that equals the default: the embedded model's
+                        # own tuned value gives way to it
+                        or _written(new, name) != _written(self.cfg, name))
         if changed:
             self._apply_settings(new, changed)
         return changed
@@ -278,6 +309,7 @@ class Assistant:
         old = {name: getattr(self.cfg, name) for name in changed}
         for name in changed:  # in place: the desktop shell holds the same Config object
             setattr(self.cfg, name, getattr(new, name))
+        self.cfg.from_file = set(new.from_file)
         self.set_voice(new.tts.voice)
         self.set_speed(new.tts.speed)
         if "audio" in changed and old["audio"].mute != new.audio.mute:
@@ -286,8 +318,7 @@ class Assistant:
         if conversation is not None:
             conversation.settings = new.conversation
             conversation.system_prompt = new.llm.system_prompt
-        if "llm" in changed and dataclasses.replace(
-                old["llm"], system_prompt=new.llm.system_prompt) != new.llm:
+        if "llm" in changed:
             try:
                 self.set_backend(not new.llm.use_embedded)
             except LLMError as error:
@@ -372,11 +403,28 @@ class Assistant:
     def set_backend(self, use_server: bool) -> str:
         """The embedded model, or the server in [llm]; returns the new backend's description
         (or raises LLMError saying which setting to fix)."""
-        backend = make_backend(llm_settings(self.cfg, use_server))
+        backend = make_backend(llm_settings(self.cfg, use_server, self.picked),
+                               self.cfg.from_file)
         if self.conversation is not None:
             self.conversation.set_backend(backend)
         self.backend_description = backend.description
+        self.backend_label = backend.label
         return backend.description
+
+    def scan_local_servers(self) -> ScanResult:
+        """Look for local LLM servers on their usual ports (well under a second)."""
+        found = scan_servers()
+        self.local_servers = found
+        log.info("local LLM servers: %s (%.0f ms)", ", ".join(
+            f"{server.label} ({len(server.models)} chat models)" for server in found.servers)
+            or "none", found.elapsed_s * 1000)
+        return found
+
+    @property
+    def uses_server(self) -> bool:
+        """A server answers (the one in the settings, or the one picked by itself)."""
+        return llm_settings(self.cfg, not self.cfg.llm.use_embedded,
+                            self.picked).backend != "embedded"
 
     def voices(self) -> list[VoiceInfo]:
         """The voices that can speak now (packs on this machine: official, npm, packaged or

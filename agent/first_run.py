@@ -61,11 +61,22 @@ def run_first_time(cfg: Config, progress: Progress | None = None,
     text = welcome_text(cfg, hotkeys, speech_problem)
     if voice_problem:
         text += f"\nVoices: {voice_problem}"
+    answers = _answers_line(cfg)
+    if answers:
+        text += f"\n{answers}"
     if not speech_problem:
         marker = marker_path()
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(f"voice-agent {__version__}\n", encoding="utf-8")
     return text
+
+
+def _answers_line(cfg: Config) -> str:
+    from agent.llm.choice import how_to_answer_better
+    from agent.llm.scan import ScanResult, scan
+
+    found = scan() if cfg.llm.find_servers else ScanResult((), 0.0)
+    return how_to_answer_better(cfg, found)
 
 
 def step_notices(tell: Callable[[str], None]) -> Progress:

@@ -79,8 +79,9 @@ def test_doctor_without_a_sound_server_says_there_is_no_audio_output(tmp_path: P
     assert "Whisper base" in line_of(result.stdout, "ok   speech recognition:")
     # Each subsystem probes itself; the runner keeps the order the user knows.
     names = [line[5:].partition(":")[0] for line in result.stdout.splitlines()[:-1]]
-    assert names == ["config", "audio output", "Kokoro", "voice", "LLM", "hotkeys",
-                     "microphone", "speech recognition", "display", "log"]
+    assert names == ["config", "audio output", "Kokoro", "voice", "Local LLM servers", "LLM",
+                     "Answer quality", "hotkeys", "microphone", "speech recognition",
+                     "display", "log"]
 
 
 def test_the_probes_load_only_when_they_run() -> None:
@@ -131,6 +132,7 @@ def test_a_fallback_makes_an_unreachable_server_a_warning(monkeypatch: pytest.Mo
         cfg = Config()
         cfg.llm.backend, cfg.llm.fallback = "openai", "embedded"
         cfg.llm.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        cfg.llm.find_servers = False  # no "Local LLM servers" line
         checks = llm_doctor.check_llm(cfg)
     assert [c.status for c in checks] == [Status.WARN, Status.OK]
     assert "embedded model answers meanwhile" in checks[0].line()

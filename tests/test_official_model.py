@@ -7,25 +7,20 @@ config.json: the code path is the real one, only the numbers differ.
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 
 from agent.audio.sinks import read_wav
 from agent.tts import models
-
-REVISION = "0123456789abcdef0123456789abcdef01234567"
+from harness.fake_hub import REVISION, FakeHub
 
 
 def official_files(folder: Path) -> dict[str, bytes]:
@@ -85,69 +80,25 @@ def test_official_files_in_the_cache_are_used_with_af_bella(tmp_path: Path) -> N
     assert rate == 24_000 and samples.size > 2_400
 
 
-class FakeHub(http.server.BaseHTTPRequestHandler):
-    """Answers hf_hub_download's HEAD and GET for /{repo}/resolve/{revision}/{file}."""
-
-    files: ClassVar[dict[str, bytes]] = {}
-    requests: ClassVar[list[str]] = []
-
-    def _file(self) -> bytes | None:
-        prefix = "/hexgrad/Kokoro-82M/resolve/"
-        if not self.path.startswith(prefix):
-            return None
-        _revision, _, name = self.path[len(prefix):].partition("/")
-        return self.files.get(name.split("?")[0])
-
-    def _headers(self, data: bytes) -> None:
-        self.send_response(200)
-        self.send_header("X-Repo-Commit", REVISION)
-        self.send_header("ETag", f'"{hashlib.sha1(data).hexdigest()}"')
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Content-Type", "application/octet-stream")
-        self.end_headers()
-
-    def do_HEAD(self) -> None:
-        self.requests.append(f"HEAD {self.path}")
-        data = self._file()
-        if data is None:
-            self.send_error(404)
-            return
-        self._headers(data)
-
-    def do_GET(self) -> None:
-        self.requests.append(f"GET {self.path}")
-        data = self._file()
-        if data is None:
-            self.send_error(404)
-            return
-        self._headers(data)
-        self.wfile.write(data)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 @pytest.fixture
-def fake_hub(tmp_path: Path) -> Iterator[str]:
-    FakeHub.files = official_files(tmp_path / "build")
-    FakeHub.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def fake_hub(tmp_path: Path) -> Iterator[FakeHub]:
+    """hexgrad/Kokoro-82M on a loopback stand-in for the hub: config.json a plain git file,
+    the weights and voices LFS files (a 302 to the storage), as on huggingface.co."""
+    with FakeHub() as hub:
+        for name, data in official_files(tmp_path / "build").items():
+            hub.add("hexgrad/Kokoro-82M", name, data, lfs=name != "config.json")
+        yield hub
 
 
-def test_models_download_fetches_the_official_files(tmp_path: Path, fake_hub: str) -> None:
+def test_models_download_fetches_the_official_files(tmp_path: Path, fake_hub: FakeHub) -> None:
     home = tmp_path / "hf"
-    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub}
+    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub.url}
     before = run_agent("models", home=home)
     assert "source: packaged" in before.stdout
     fetched = run_agent("models", "download", "--voice", "af_bella", home=home,
                         extra_env=online)
     assert fetched.returncode == 0, fetched.stderr
-    assert any("kokoro-v1_0.pth" in r for r in FakeHub.requests)
+    assert any("kokoro-v1_0.pth" in r for r in fake_hub.request_lines())
     after = run_agent("models", home=home)  # offline again: the cache now has them
     assert "source: official" in after.stdout, after.stderr
 
@@ -166,18 +117,18 @@ def test_download_failure_says_what_to_do(tmp_path: Path) -> None:
 
 @pytest.mark.slow  # the official Kokoro (torch) in a child process
 def test_auto_download_fetches_once_and_an_offline_failure_falls_back(
-        tmp_path: Path, fake_hub: str) -> None:
+        tmp_path: Path, fake_hub: FakeHub) -> None:
     config = tmp_path / "config.toml"
     config.write_text("[tts]\nauto_download = true\nfetch_voices = false\n")
     out = tmp_path / "a.wav"
     home = tmp_path / "hf"
-    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub,
+    online = {"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": fake_hub.url,
               "VOICE_AGENT_CACHE_DIR": str(tmp_path / "cache")}
     said = run_agent("--config", str(config), "say", "--out", str(out), "Hello.", home=home,
                      extra_env=online)
     assert said.returncode == 0, said.stderr
     assert "is not on this machine" not in said.stderr  # af_bella was fetched, then used
-    assert any("voices/af_bella.pt" in r for r in FakeHub.requests)
+    assert any("voices/af_bella.pt" in r for r in fake_hub.request_lines())
 
     offline_home = tmp_path / "hf-offline"
     dead = dict(online, HF_ENDPOINT="http://127.0.0.1:9", HF_HUB_ETAG_TIMEOUT="2")

@@ -49,7 +49,7 @@ def overlay(xdisplay: str) -> Iterator[Overlay]:
     root = tk.Tk()
     pane = Overlay(root, OverlayActions(submit=lambda _text: None, interrupt=lambda: None),
                    OverlayConfig(hide_after_s=0, corner="bottom-right"))
-    pane.set_details("jm_kumo", "embedded model SmolLM2 (llama.cpp, 4 threads)")
+    pane.set_details("jm_kumo", "SmolLM2-135M-Instruct.Q4_1 (embedded)")
     yield pane
     root.destroy()
 

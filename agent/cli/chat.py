@@ -60,6 +60,7 @@ class TerminalView:
 def _conversation(cfg: Config, args: argparse.Namespace, view: TerminalView,
                   ) -> Conversation:
     from agent.llm import make_backend
+    from agent.llm.choice import settings_to_use
 
     speech = None
     if not args.no_audio:
@@ -72,7 +73,10 @@ def _conversation(cfg: Config, args: argparse.Namespace, view: TerminalView,
     bus = EventBus()
     bus.subscribe(view)
     logs.TurnTimer().attach(bus, speech)
-    backend = make_backend(cfg.llm)
+    llm, picked = settings_to_use(cfg)
+    if picked is not None:
+        log.warning("%s", picked.notice)
+    backend = make_backend(llm, cfg.from_file)
     log.debug("LLM: %s", backend.description)
     return Conversation(backend, speech, History(), cfg.conversation, cfg.llm.system_prompt,
                         bus).start()

@@ -91,6 +91,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     from agent.tts import models
 
     cfg = load_config(args.config)
+    if args.action == "llm":
+        from agent.cli.llm import list_recommended
+
+        print(list_recommended(cfg))
+        return 0
+    if args.action == "download" and args.what == "llm":
+        from agent.cli.llm import download_llm
+
+        return download_llm(cfg, args.name)
     if args.action == "download":
         voices = args.voice or ["af_bella"]
         log.info("downloading %s (model and voices %s)", models.OFFICIAL_REPO, ", ".join(voices))

@@ -16,6 +16,7 @@ from agent.audio.devices import NoAudioDevice
 from agent.cli.chat import cmd_ask, cmd_chat
 from agent.cli.config import add_config_parser
 from agent.cli.listing import cmd_devices, cmd_history, cmd_models, cmd_voices
+from agent.cli.llm import add_llm_parser
 from agent.cli.running import cmd_control, cmd_run
 from agent.cli.speaking import cmd_dialogue, cmd_say
 from agent.cli.table import AGENT_COMMANDS, AGENT_COMMANDS_BY_NAME, CommandLine
@@ -85,11 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     voices.set_defaults(func=cmd_voices)
     sub.add_parser("devices", help="list the audio devices").set_defaults(func=cmd_devices)
 
-    models = sub.add_parser("models", help="show the model files, or download the official ones")
-    models.add_argument("action", nargs="?", choices=["show", "download"], default="show")
+    models = sub.add_parser(
+        "models", help="show the speech model files; download the official ones; list (llm) "
+        "and download (download llm NAME) a better LLM",
+        description="voice-agent models [show]: the speech model files. models download: the "
+        "official Kokoro files. models llm: better LLMs to download. models download llm "
+        "NAME: fetch one from the Hugging Face hub (resumable, checksum verified) and use it.")
+    models.add_argument("action", nargs="?", choices=["show", "download", "llm"],
+                        default="show")
+    models.add_argument("what", nargs="?", choices=["kokoro", "llm"], default="kokoro",
+                        help="for download: kokoro (default) or llm")
+    models.add_argument("name", nargs="?", help="for download llm: the model (models llm)")
     models.add_argument("--voice", action="append", help="official voice to download "
                         "(repeatable; default af_bella)")
     models.set_defaults(func=cmd_models)
+    add_llm_parser(sub)
     add_doctor_parser(sub)
     add_config_parser(sub)
     add_autostart_parser(sub)

@@ -88,6 +88,9 @@ class TTSConfig:
     speed: float = setting(1.0, within=(0.5, 2.0))
     # Local files that override both the official and the packaged Kokoro files.
     model_path: str = setting("")
+    # Look for local LLM servers (Ollama, LM Studio, llama.cpp, vLLM, Jan, LocalAI) on their
+    # usual ports, on this machine only (127.0.0.1), at the start: the LLM menu offers them.
+    find_servers: bool = setting(True)
     voices_path: str = setting("")
     # "auto": official files when cached, else the packaged int8 ONNX; or force one.
     source: str = setting("auto", choices=("auto", "official", "packaged"))
@@ -134,9 +137,17 @@ class LLMConfig:
     model: str = setting("")
     # Prefer the OPENAI_API_KEY environment variable; a key here makes the file private.
     api_key: str = setting("", check=valid_api_key, secret=True)
+    # Unset, the embedded SmolLM2 uses its own tuned values (bench.answers), every other
+    # model these; set in the file, they apply to every model.
     temperature: float = setting(0.7, within=(0.0, 2.0))
     max_tokens: int = setting(256, within=(1, 32768))
     system_prompt: str = setting(DEFAULT_SYSTEM_PROMPT)
+    # The embedded backend's GGUF (any instruct model, run with its own chat template);
+    # empty: the packaged SmolLM2-135M. `voice-agent models download llm NAME` sets it.
+    model_path: str = setting("")
+    # Look for local LLM servers (Ollama, LM Studio, llama.cpp, vLLM, Jan, LocalAI) on their
+    # usual ports, on this machine only (127.0.0.1), at the start: the LLM menu offers them.
+    find_servers: bool = setting(True)
     # Connect timeout, and the longest silence in the middle of a reply before it is
     # reported as stalled.
     timeout_s: float = setting(30.0, within=(1.0, 600.0))

@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import tomllib
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,17 @@ def save_setting(path: Path, section: str, key: str, value: Value) -> None:
     never leaves half a file. A file that does not parse is never written: a ConfigError
     names its line (mistakes in other keys do not block a write). A file holding an API key
     is left private (0600). The value is not checked here: callers do (check_setting)."""
-    dotted = f"{section}.{key}"
+    save_settings(path, section, {key: value})
+
+
+def save_settings(path: Path, section: str, values: Mapping[str, Value]) -> None:
+    """`save_setting` for several keys of one section in one write: a choice that takes
+    more than one key (a server: backend, base_url, model) is never seen half made."""
+    dotted = ", ".join(f"{section}.{key}" for key in values)
     try:
-        if resolve_setting(dotted) != (section, key):
-            raise SettingError(f"{dotted} is not one setting")
+        for key in values:
+            if resolve_setting(f"{section}.{key}") != (section, key):
+                raise SettingError(f"{section}.{key} is not one setting")
     except SettingError as error:
         raise ConfigError(f"{path}: cannot save {dotted}: {error}") from None
     target = path.resolve() if path.is_symlink() else path  # write the file a link points to
@@ -62,9 +69,13 @@ def save_setting(path: Path, section: str, key: str, value: Value) -> None:
         raise ConfigError(f"{target}:{position.line}: cannot save {dotted}: "
                           f"{position.describe()}; fix that first (voice-agent config edit); "
                           "the file was not changed") from None
-    new_text = _with_setting(old_text, section, key, value)
+    new_text: str | None = old_text
+    expected = old_data
+    for key, value in values.items():
+        new_text = _with_setting(new_text, section, key, value) if new_text is not None else None
+        expected = _with_value(expected, section, key, value)
     new_data = _parsed(new_text) if new_text is not None else None
-    if new_data is None or not _same(new_data, _with_value(old_data, section, key, value)):
+    if new_data is None or not _same(new_data, expected):
         # tomlkit could not place the value, or something else would change: do not write.
         raise ConfigError(f"{target}: cannot save {dotted}: [{section}] is written in a form "
                           "this program does not edit (not a table of keys); change it by "

@@ -17,6 +17,7 @@ turning autostart on).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -39,11 +40,14 @@ from agent.control import ControlReply, ControlRequest, ControlServer, unknown_c
 from agent.desktop import commands as cmd
 from agent.desktop.autostart import Autostart
 from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotkey
+from agent.desktop.llm_menu import DownloadState, ModelDownload, downloaded_models, llm_entries
 from agent.desktop.overlay import Overlay, OverlayActions
 from agent.desktop.tray import Tray, TrayModel
 from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
 from agent.first_run import first_run_needed, run_first_time, step_notices
+from agent.llm import catalog
 from agent.llm.base import LLMError
+from agent.llm.choice import llm_settings, model_file_choice
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +118,6 @@ class Mailbox:
             self._wake_w = -1
 
 
-def server_label(cfg: Config) -> str:
-    """The configured server for the LLM menu ("" when only the embedded model is set)."""
-    if cfg.llm.backend == "embedded":
-        return ""
-    where = cfg.llm.base_url or "default URL"
-    return f"{cfg.llm.backend}: {cfg.llm.model or 'default model'} at {where}"
-
-
 class DesktopApp:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -136,6 +132,8 @@ class DesktopApp:
             lambda: self.assistant.listen_level), cfg.overlay)
         self.autostart = Autostart()
         self.model = TrayModel(autostart=self.autostart.is_enabled())  # voices: once loaded
+        self._download: ModelDownload | None = None  # the LLM menu's model download
+        self._download_state: DownloadState | None = None
         self._mirror_settings()
         self.tray = Tray(self.post, self.model)
         self.hotkeys = choose_backend(cfg.hotkeys.backend)
@@ -252,6 +250,8 @@ class DesktopApp:
         self._quitting = True
         self._first_run_stop.set()
         started = time.monotonic()
+        if self._download is not None:
+            self._download.stop(wait_s=1.0)  # the part fetched stays, for a resume
         if self._first_run_thread is not None:
             # A stopped fetch removes its half-written folders; let it, before the process goes.
             self._first_run_thread.join(1.0)
@@ -319,6 +319,24 @@ class DesktopApp:
                 self._save("audio", "mute", mute)
             case cmd.SetBackend(use_server):
                 self._set_backend(use_server)
+            case cmd.UseLLM(keys, what):
+                self._use_llm(dict(keys), what)
+            case cmd.ScanServers():
+                threading.Thread(target=self._scan_servers, name="llm-scan", daemon=True).start()
+            case cmd.ServersScanned():
+                self._mirror_llm_menu()
+            case cmd.DownloadModel(key):
+                self._start_download(key)
+            case cmd.StopDownload():
+                if self._download is not None:
+                    self._download.stop()
+            case cmd.DownloadProgress(done, total):
+                if self._download_state is not None:
+                    self._download_state = dataclasses.replace(self._download_state, done=done,
+                                                               total=total)
+                    self._mirror_llm_menu()
+            case cmd.DownloadFinished(key, path, error):
+                self._download_finished(key, path, error)
             case cmd.SetAutostart(enabled):
                 enabled = not self.model.autostart if enabled is None else enabled
                 self._notice(self.autostart.set(enabled))
@@ -337,7 +355,7 @@ class DesktopApp:
 
     def _show_details(self) -> None:
         """The overlay's header: the voice that speaks and the LLM."""
-        self.overlay.set_details(self.model.voice, self.assistant.backend_description
+        self.overlay.set_details(self.model.voice, self.assistant.backend_label
                                  or "loading the models…")
 
     # -- push-to-talk ----------------------------------------------------------------------------
@@ -402,14 +420,20 @@ class DesktopApp:
         self.model.voice = speech.voice if speech is not None else cfg.tts.voice
         self.model.speed = cfg.tts.speed
         self.model.mute = cfg.audio.mute
-        self.model.use_server = cfg.llm.backend != "embedded" and not cfg.llm.use_embedded
-        self.model.server_label = server_label(cfg)
+        self._mirror_llm_menu()
+
+    def _mirror_llm_menu(self) -> None:
+        assistant = self.assistant
+        in_use = llm_settings(self.cfg, not self.cfg.llm.use_embedded, assistant.picked)
+        self.model.llm = llm_entries(self.cfg, in_use, assistant.local_servers,
+                                     downloaded_models(), self._download_state)
 
     def _on_models_ready(self) -> None:
         speech = self.assistant.speech
         if speech is not None:
             self.model.voice = speech.voice
         self.model.voices = tuple(self.assistant.voices())
+        self._mirror_llm_menu()  # the servers found while loading, and the one picked
         log.info("models ready: voice %s, %s", self.model.voice,
                  self.assistant.backend_description)
 
@@ -419,9 +443,50 @@ class DesktopApp:
         except LLMError as error:
             self._notice(str(error))
             return
-        self.model.use_server = use_server
         self._save("llm", "use_embedded", not use_server)
+        self.cfg.llm.use_embedded = not use_server
+        self._mirror_llm_menu()
         self._notice(f"LLM: {description}")
+
+    def _use_llm(self, keys: dict[str, bool | int | float | str], what: str) -> None:
+        """Write the LLM menu's choice to the settings file; the core follows the file."""
+        path = self.cfg.path or paths.config_file()
+        try:
+            config_module.save_settings(path, "llm", keys)
+        except (config_module.ConfigError, OSError) as error:  # says which line to fix first
+            self._notice(f"could not save the LLM choice: {error}")
+            return
+        log.info("saved the LLM choice (%s) to %s", what, path)
+        self.cfg.path = path
+        self.assistant.reload_settings()
+        self._mirror_llm_menu()
+        self._notice(f"LLM: {self.assistant.backend_description}")
+
+    def _scan_servers(self) -> None:
+        self.assistant.scan_local_servers()
+        self.mailbox.post(cmd.ServersScanned())
+
+    def _start_download(self, key: str) -> None:
+        if self._download is not None:
+            self._notice("A model is downloading already: stop it first (LLM menu).")
+            return
+        model = catalog.find(key)
+        self._download_state = DownloadState(model.key, model.title)
+        self._download = ModelDownload(model, self.mailbox.post).start()
+        self._notice(f"Downloading {model.title} ({model.size_text}) from the Hugging Face "
+                     "hub; the current model answers meanwhile. Progress: the LLM menu.")
+        self._mirror_llm_menu()
+
+    def _download_finished(self, key: str, path: Path | None, error: str) -> None:
+        self._download = None
+        self._download_state = None
+        if path is None:
+            self._notice(f"{error} The current model stays in use.")
+            self._mirror_llm_menu()
+            return
+        model = catalog.find(key)
+        self._notice(f"Downloaded {model.title} to {path} (checksum verified).")
+        self._use_llm(model_file_choice(self.cfg, path), model.title)
 
     def _save(self, section: str, key: str, value: bool | float | str) -> None:
         path = self.cfg.path or paths.config_file()

@@ -4,6 +4,7 @@ core's event bus) and carried out one at a time on the Tk thread."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent.events import AgentEvent
 
@@ -77,6 +78,47 @@ class SetBackend:
 
 
 @dataclass(frozen=True)
+class UseLLM:
+    """The LLM menu's choice: the [llm] keys to write, and what to call it."""
+
+    keys: tuple[tuple[str, bool | int | float | str], ...]
+    what: str
+
+
+@dataclass(frozen=True)
+class ScanServers:
+    """Look for local LLM servers again (LLM menu)."""
+
+
+@dataclass(frozen=True)
+class ServersScanned:
+    """A scan has finished: the menu lists what it found."""
+
+
+@dataclass(frozen=True)
+class DownloadModel:
+    key: str  # a catalogue key (agent.llm.catalog)
+
+
+@dataclass(frozen=True)
+class StopDownload:
+    pass
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class DownloadFinished:
+    key: str
+    path: Path | None  # None: failed or stopped (`error` says which)
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class SetAutostart:
     enabled: bool | None  # None: toggle
 
@@ -105,4 +147,5 @@ class ModelsReady:
 
 Command = (Talk | TalkPressed | TalkReleased | Listen | Show | Interrupt | Say | Quit
            | SetVoice | PreviewVoice | SetSpeed | SetMute | SetBackend | SetAutostart | OpenSettings
-           | ShowHistory | FromCore | ModelsReady)
+           | ShowHistory | FromCore | ModelsReady | UseLLM | ScanServers | ServersScanned
+           | DownloadModel | StopDownload | DownloadProgress | DownloadFinished)

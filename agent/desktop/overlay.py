@@ -234,8 +234,7 @@ class Overlay:
     # -- what the agent says -------------------------------------------------------------------
 
     def set_details(self, voice: str, backend: str) -> None:
-        # "embedded model X (llama.cpp, …)" -> "embedded model X": the status line is short.
-        self._voice, self._backend = voice, backend.split(" (")[0]
+        self._voice, self._backend = voice, backend  # the model that answers, in a few words
         self._render_status()
 
     def _render_status(self, message: str = "") -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from agent.desktop import commands as cmd
 from agent.desktop.icons import icon_image
+from agent.desktop.llm_menu import SEPARATOR, MenuEntry
 from agent.events import AgentState
 from agent.tts.base import VoiceInfo
 from agent.tts.voices import LANGUAGES, OFFICIAL_VOICES, by_language, parse_blend
@@ -97,8 +98,7 @@ class TrayModel:
     voices: tuple[VoiceInfo, ...] = ()  # the voices on this machine (the menu lists them)
     speed: float = 1.0
     mute: bool = False
-    use_server: bool = False
-    server_label: str = ""  # "" when no server is configured (LLM menu: embedded only)
+    llm: tuple[MenuEntry, ...] = ()  # the LLM menu (agent.desktop.llm_menu)
     autostart: bool = False
     error: str = ""
 
@@ -209,13 +209,19 @@ class Tray:
             return item(f"{speed:g}×", post(cmd.SetSpeed(speed)), radio=True,
                         checked=lambda _item: abs(model.speed - speed) < 1e-6)
 
+        def entry_item(entry: MenuEntry) -> Any:
+            if entry is SEPARATOR:
+                return menu.SEPARATOR
+            if entry.submenu:
+                return item(entry.label, menu(*[entry_item(e) for e in entry.submenu]))
+            if entry.command is None:
+                return item(entry.label, None, enabled=False)
+            checked = entry.checked
+            return item(entry.label, post(entry.command), radio=checked is not None,
+                        checked=None if checked is None else lambda _item: checked)
+
         def llm_items() -> Any:
-            items = [item("Embedded (offline)", post(cmd.SetBackend(False)), radio=True,
-                          checked=lambda _item: not model.use_server)]
-            if model.server_label:
-                items.append(item(model.server_label, post(cmd.SetBackend(True)), radio=True,
-                                  checked=lambda _item: model.use_server))
-            return items
+            return [entry_item(entry) for entry in model.llm]
 
         busy = (AgentState.THINKING, AgentState.SPEAKING)
         return menu(

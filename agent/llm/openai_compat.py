@@ -328,6 +328,10 @@ class OpenAICompatBackend:
         self._hint_404 = ("check llm.model, and that llm.base_url is the server's "
                           "OpenAI-compatible root (it usually ends in /v1).")
 
+    @property
+    def label(self) -> str:
+        return f"{self.model or 'server'} at {public_url(self.base_url)}"
+
     async def _model_name(self) -> str:
         if self.model:
             return self.model
