@@ -4,7 +4,9 @@ pystray's own menu objects; each item posts the command that writes the choice."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import gc
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,12 @@ import pytest
 
 from agent import config
 from agent.desktop import commands as cmd
-from agent.desktop.llm_menu import DownloadState, llm_entries
+from agent.desktop.llm_menu import DownloadState, MenuEntry, llm_entries
 from agent.desktop.tray import Tray, TrayModel
 from agent.llm import catalog
 from agent.llm.choice import auto_pick, llm_settings
 from agent.llm.scan import FoundServer, ScanResult
+from harness.fake_hub import FakeHub
 
 OLLAMA = FoundServer("Ollama", "ollama", "http://127.0.0.1:11434", ("llama3.2", "qwen2.5"))
 LLAMA_CPP = FoundServer("llama.cpp server", "openai", "http://127.0.0.1:8080/v1", ("smollm2",))
@@ -128,3 +131,114 @@ def test_while_downloading_the_menu_shows_progress_and_a_stop(pystray: Any,
     assert "~Downloading Qwen2.5 0.5B Instruct: 12%" in lines
     assert "Stop the download" in lines
     assert "Download a better model ▸" not in lines
+
+
+# --- the app carrying the menu's commands out (the real DesktopApp, its Tk thread here) ------
+
+@pytest.fixture
+def app(xdisplay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A DesktopApp whose core has not loaded its models (none are needed to choose one)."""
+    from agent.desktop.app import DesktopApp
+
+    monkeypatch.setenv("VOICE_AGENT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("VOICE_AGENT_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "config").mkdir()
+    path = tmp_path / "config" / "config.toml"
+    path.write_text("# my settings\n[tts]\nspeed = 1.1  # a little quicker\n")
+    holder = [DesktopApp(config.load(path))]
+    yield holder[0]
+    shown = holder.pop()
+    shown.mailbox.close()
+    shown.root.destroy()
+    # Tk objects must be freed on the thread that made them (see test_interrupt).
+    del shown
+    gc.collect()
+
+
+def pump(app: Any, until: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Run the app's mailbox on this (its Tk) thread until `until()` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        app.mailbox.drain()
+        if until():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def entry(app: Any, label: str) -> MenuEntry:
+    def flat(entries: tuple[MenuEntry, ...]) -> Iterator[MenuEntry]:
+        for each in entries:
+            yield each
+            yield from flat(each.submenu)
+
+    found = [e for e in flat(app.model.llm) if e.label.startswith(label)]
+    assert found, f"no {label!r} in {[e.label for e in flat(app.model.llm)]}"
+    return found[0]
+
+
+def test_choosing_a_found_server_writes_it_and_the_core_follows(app: Any) -> None:
+    app.assistant.local_servers = ScanResult((LLAMA_CPP,), 0.0)
+    app._mirror_llm_menu()
+    server = entry(app, "llama.cpp server on port 8080")
+    assert server.command is not None
+    app.handle(server.command)
+    text = app.cfg.path.read_text()
+    assert "# a little quicker" in text  # comments kept
+    assert 'backend = "openai"' in text and 'model = "smollm2"' in text
+    assert app.assistant.backend_label == "smollm2 at http://127.0.0.1:8080/v1"
+    assert entry(app, "llama.cpp server on port 8080").checked is True
+    assert entry(app, "Embedded: SmolLM2-135M").checked is False
+    packaged = entry(app, "Embedded: SmolLM2-135M").command
+    assert packaged is not None
+    app.handle(packaged)  # and back
+    assert app.assistant.backend_label.startswith("SmolLM2-135M")
+    assert entry(app, "Embedded: SmolLM2-135M").checked is True
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    from agent.llm import hub as hub_module
+    from agent.llm.embedded import locate_model
+
+    model = catalog.find("qwen2.5-0.5b")
+    with FakeHub() as fake:
+        fake.add(model.repo_id, model.filename, locate_model())  # SmolLM2's bytes stand in
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        monkeypatch.setattr(hub_module, "RETRY_PAUSES_S", (0.0, 0.0, 0.0))
+        yield fake
+
+
+def test_a_download_from_the_menu_shows_progress_then_answers_with_the_model(
+        app: Any, hub: FakeHub) -> None:
+    notices: list[str] = []
+    app.overlay.on_event = lambda event: notices.append(getattr(event, "message", ""))
+    offer = entry(app, "Qwen2.5 0.5B Instruct")
+    assert offer.command == cmd.DownloadModel("qwen2.5-0.5b")
+    app.handle(offer.command)
+    assert entry(app, "Stop the download").command == cmd.StopDownload()
+    assert pump(app, lambda: app._download is None), "the download did not finish"
+    path = Path(app.cfg.llm.model_path)
+    assert path.name == "qwen2.5-0.5b-instruct-q4_k_m.gguf" and path.is_file()
+    assert 'backend = "embedded"' in app.cfg.path.read_text()
+    assert app.assistant.backend_label == "qwen2.5-0.5b-instruct-q4_k_m (embedded)"
+    assert entry(app, "Embedded: Qwen2.5 0.5B Instruct").checked is True
+    assert any("Downloading Qwen2.5 0.5B Instruct" in n for n in notices)
+    assert any("checksum verified" in n for n in notices)
+
+
+def test_a_stopped_download_keeps_the_model_in_use_and_resumes_later(
+        app: Any, hub: FakeHub) -> None:
+    notices: list[str] = []
+    app.overlay.on_event = lambda event: notices.append(getattr(event, "message", ""))
+    app.handle(cmd.DownloadModel("qwen2.5-0.5b"))
+    app.handle(cmd.StopDownload())  # at once: it stops at its next chunk at the latest
+    assert pump(app, lambda: app._download is None), "the download did not stop"
+    assert not app.cfg.llm.model_path  # the packaged model stays
+    assert any("stopped" in n and "current model stays in use" in n for n in notices), notices
+    assert entry(app, "Download a better model").submenu  # offered again
+    app.handle(cmd.DownloadModel("qwen2.5-0.5b"))
+    assert pump(app, lambda: app._download is None)
+    assert Path(app.cfg.llm.model_path).is_file()

@@ -11,14 +11,17 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.llm.embedded import locate_model
+from harness.desktop import find_windows, wait_until, xdotool
 from harness.llm_servers import LlamaServer, start_llama_server
 from harness.services import LOGS, no_audio_env
+from harness.tray_agent import TrayAgent
 
 pytestmark = pytest.mark.slow  # a real model in a server and in `voice-agent` children
 
@@ -140,3 +143,30 @@ def test_llm_use_writes_the_choice_and_keeps_the_comments(running_server: LlamaS
     wrong = run("llm", "use", "lm studio", env=env)
     assert wrong.returncode == 2
     assert "llama.cpp server on port 8080" in wrong.stderr  # what is running instead
+
+
+def test_the_tray_agent_uses_the_running_server_and_names_it(
+        running_server: LlamaServer, xdisplay: str, session_bus: str, tray_host: str,
+        pulse: Path, engine: object, tmp_path: Path) -> None:
+    """The desktop agent as a new user starts it, with a llama.cpp server already running:
+    it answers with it, says so in the overlay, and its LLM menu lists it checked."""
+    agent = TrayAgent(tmp_path / "home", dict(os.environ), first_run=False)
+    try:
+        agent.wait_for(r"Answering with smollm2 from llama\.cpp server on port 8080, found "
+                       r"running", timeout=120)
+        agent.wait_for(r"models ready: voice \S+, OpenAI-compatible server at "
+                       r"http://127\.0\.0\.1:8080/v1 \(model smollm2\)", timeout=120)
+        before = served_chats(running_server)
+        start = agent.mark()
+        assert agent.cli("talk").returncode == 0
+        assert wait_until(lambda: bool(find_windows("^voice-agent$", visible=True, timeout=0.1)),
+                          timeout=5), "the overlay did not open"
+        time.sleep(0.3)  # the overlay asks X for the focus 30-80 ms after it maps
+        xdotool("type", "--delay", "20", "What is two plus two?")
+        xdotool("key", "Return")
+        agent.wait_for(r"tray: thinking", start)
+        assert wait_until(lambda: served_chats(running_server) == before + 1, timeout=60), \
+            "the server was not asked"
+        assert agent.quit().returncode == 0, agent.output
+    finally:
+        agent.stop()
