@@ -9,6 +9,7 @@ choices at once. Headless: the desktop shell drives it and listens to its event 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
@@ -25,7 +26,7 @@ from agent.first_run import step_notices
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import ChatBackend, LLMError, UnavailableBackend
-from agent.llm.choice import AutoPick, auto_pick, llm_settings
+from agent.llm.choice import AutoPick, auto_pick, found_server_in_use, llm_settings
 from agent.llm.scan import ScanResult
 from agent.llm.scan import scan as scan_servers
 from agent.logs import TurnTimer
@@ -124,6 +125,7 @@ class Assistant:
         # itself at the start while the settings name no backend.
         self.local_servers = ScanResult((), 0.0)
         self.picked: AutoPick | None = None
+        self._backend_chosen_while_loading: bool | None = None  # use_server, set by the menu
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str]] = []  # ("submit" | "say", text) before ready
         self._closed = False
@@ -171,8 +173,7 @@ class Assistant:
         if self.picked is not None:
             self._notice(self.picked.notice)
         try:
-            backend = make_backend(llm_settings(self.cfg, not self.cfg.llm.use_embedded,
-                                                self.picked), self.cfg.from_file)
+            backend = self._make_backend(not self.cfg.llm.use_embedded)
         except LLMError as error:
             self._notice(f"{error} Using the embedded model meanwhile.")
             backend = self._embedded_or_unavailable(str(error))
@@ -190,6 +191,11 @@ class Assistant:
             self.backend_description = backend.description
             self.backend_label = backend.label
             pending, self._pending = self._pending, []
+            chosen_while_loading, self._backend_chosen_while_loading = \
+                self._backend_chosen_while_loading, None
+        if chosen_while_loading is not None:  # the LLM menu was used while this loaded
+            with contextlib.suppress(LLMError):
+                self.set_backend(chosen_while_loading)
         self.ready.set()
         log.info("ready: %s, %s", backend.description,
                  "speech on" if speech is not None else "speech off")
@@ -400,16 +406,43 @@ class Assistant:
             if mute:
                 self.interrupt()
 
+    def _make_backend(self, use_server: bool) -> ChatBackend:
+        settings = llm_settings(self.cfg, use_server, self.picked)
+        found = use_server and found_server_in_use(self.cfg, self.picked)
+        return make_backend(settings, self.cfg.from_file, env_key=not found)
+
     def set_backend(self, use_server: bool) -> str:
         """The embedded model, or the server in [llm]; returns the new backend's description
         (or raises LLMError saying which setting to fix)."""
-        backend = make_backend(llm_settings(self.cfg, use_server, self.picked),
-                               self.cfg.from_file)
-        if self.conversation is not None:
-            self.conversation.set_backend(backend)
+        backend = self._make_backend(use_server)
+        with self._lock:
+            conversation = self.conversation
+            if conversation is None:  # still loading: the loader makes it again when done
+                self._backend_chosen_while_loading = use_server
+        if conversation is not None:
+            conversation.set_backend(backend)
         self.backend_description = backend.description
         self.backend_label = backend.label
         return backend.description
+
+    def choose_llm(self, keys: dict[str, bool | int | float | str]) -> str:
+        """The LLM menu's choice: these [llm] keys, as if written in the file, from the next
+        reply on. Returns the new backend's description; on an LLMError nothing changes."""
+        with self._reload_lock:
+            before = dataclasses.replace(self.cfg.llm), set(self.cfg.from_file)
+            for key, value in keys.items():
+                setattr(self.cfg.llm, key, value)
+                self.cfg.from_file.add(f"llm.{key}")
+            try:
+                return self.set_backend(not self.cfg.llm.use_embedded)
+            except LLMError:
+                self.cfg.llm, self.cfg.from_file = before
+                raise
+
+    def settings_saved(self) -> None:
+        """The front end has written the settings file itself: nothing in it to reload."""
+        with self._reload_lock:
+            self._settings_stamp = _file_stamp(self.cfg.path)
 
     def scan_local_servers(self) -> ScanResult:
         """Look for local LLM servers on their usual ports (well under a second)."""
@@ -419,12 +452,6 @@ class Assistant:
             f"{server.label} ({len(server.models)} chat models)" for server in found.servers)
             or "none", found.elapsed_s * 1000)
         return found
-
-    @property
-    def uses_server(self) -> bool:
-        """A server answers (the one in the settings, or the one picked by itself)."""
-        return llm_settings(self.cfg, not self.cfg.llm.use_embedded,
-                            self.picked).backend != "embedded"
 
     def voices(self) -> list[VoiceInfo]:
         """The voices that can speak now (packs on this machine: official, npm, packaged or

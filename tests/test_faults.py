@@ -253,7 +253,7 @@ def test_without_any_usable_llm_the_agent_finishes_loading_and_each_turn_says_wh
     from agent.audio.devices import NoAudioDevice
     from agent.llm.base import LLMError
 
-    def no_llm(settings: LLMConfig, _user_set: object = ()) -> object:
+    def no_llm(settings: LLMConfig, _user_set: object = (), env_key: bool = True) -> object:
         if settings.backend == "embedded":
             raise ImportError("No module named 'llama_cpp'")
         raise LLMError("llm.base_url is not a URL: fix it in the settings.")

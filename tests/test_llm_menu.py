@@ -114,6 +114,7 @@ def test_choosing_a_found_server_posts_the_keys_to_write(pystray: Any, tmp_path:
 def test_a_configured_server_and_a_downloaded_model_are_choices_too(
         pystray: Any, tmp_path: Path) -> None:
     gguf = tmp_path / "qwen2.5-1.5b-instruct-q4_k_m.gguf"
+    gguf.write_bytes(b"GGUF")  # the menu only looks that it is there
     cfg = settings(f'[llm]\nbackend = "openai"\nbase_url = "http://10.1.2.3:8080/v1"\n'
                    f'model = "big"\nuse_embedded = true\nmodel_path = "{gguf}"\n', tmp_path)
     lines, _items = llm_menu(pystray, cfg, ScanResult((), 0.0), {"qwen2.5-1.5b": gguf})
@@ -121,6 +122,21 @@ def test_a_configured_server_and_a_downloaded_model_are_choices_too(
     assert "( ) openai: big at http://10.1.2.3:8080/v1" in lines
     offered = lines[lines.index("Download a better model ▸") + 1:]
     assert not any("Qwen2.5 1.5B" in line for line in offered)  # downloaded already
+    gguf.unlink()  # gone: the packaged model answers, and the menu says which does
+    lines, _items = llm_menu(pystray, cfg, ScanResult((), 0.0))
+    assert lines[0] == "(•) Embedded: SmolLM2-135M (packaged, offline)"
+    assert not any(line.endswith("Embedded: Qwen2.5 1.5B Instruct") for line in lines)
+
+
+def test_the_server_in_the_settings_is_listed_once_when_it_is_found_too(
+        pystray: Any, tmp_path: Path) -> None:
+    cfg = settings('[llm]\nbackend = "openai"\nbase_url = "http://127.0.0.1:8080/v1"\n'
+                   'model = "smollm2"\n', tmp_path)
+    lines, _items = llm_menu(pystray, cfg, ScanResult((LLAMA_CPP, OLLAMA), 0.0))
+    assert sum("(•)" in line for line in lines) == 1, lines
+    assert "(•) openai: smollm2 at http://127.0.0.1:8080/v1" in lines
+    assert not any("llama.cpp server on port 8080" in line for line in lines)
+    assert "Ollama on port 11434 ▸" in lines
 
 
 def test_while_downloading_the_menu_shows_progress_and_a_stop(pystray: Any,
@@ -144,7 +160,8 @@ def app(xdisplay: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("VOICE_AGENT_DATA_DIR", str(tmp_path / "data"))
     (tmp_path / "config").mkdir()
     path = tmp_path / "config" / "config.toml"
-    path.write_text("# my settings\n[tts]\nspeed = 1.1  # a little quicker\n")
+    # A mistake elsewhere in the file (it stops a reload) must not stop the menu's choices.
+    path.write_text('# my settings\n[tts]\nspeed = 1.1  # a little quicker\nvoise = "af_sky"\n')
     holder = [DesktopApp(config.load(path))]
     yield holder[0]
     shown = holder.pop()
@@ -187,7 +204,8 @@ def test_choosing_a_found_server_writes_it_and_the_core_follows(app: Any) -> Non
     assert "# a little quicker" in text  # comments kept
     assert 'backend = "openai"' in text and 'model = "smollm2"' in text
     assert app.assistant.backend_label == "smollm2 at http://127.0.0.1:8080/v1"
-    assert entry(app, "llama.cpp server on port 8080").checked is True
+    # Now the server in the settings: listed once, checked.
+    assert entry(app, "openai: smollm2 at http://127.0.0.1:8080/v1").checked is True
     assert entry(app, "Embedded: SmolLM2-135M").checked is False
     packaged = entry(app, "Embedded: SmolLM2-135M").command
     assert packaged is not None

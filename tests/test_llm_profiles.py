@@ -109,3 +109,29 @@ def test_a_missing_downloaded_model_leaves_the_packaged_one_answering_with_a_not
         assert len(notices) == 1, notices  # said once, not once per attempt
     finally:
         assistant.close()
+
+
+def test_a_model_switched_away_from_gives_its_memory_back(tmp_path: Path) -> None:
+    """Each backend counts as a user of its model file; when the last one closes (the menu
+    switched to another model), the model is freed rather than kept for the whole day."""
+    import asyncio
+
+    from agent.llm import embedded as embedded_module
+
+    other = tmp_path / "Switched-Away.gguf"
+    shutil.copyfile(locate_model(), other)
+    first = EmbeddedBackend(other)
+    second = EmbeddedBackend(other)  # shares the loaded model
+    first.load()
+    shared = embedded_module._MODELS[other.resolve()]
+    assert shared.llama is not None and shared.users == 2
+    asyncio.run(first.aclose())
+    assert shared.llama is not None  # the other backend still uses it
+    asyncio.run(first.aclose())  # closing twice counts once
+    assert shared.users == 1
+    asyncio.run(second.aclose())
+    assert shared.llama is None and shared.users == 0
+    again = EmbeddedBackend(other)  # chosen again: loaded again
+    again.load()
+    assert shared.llama is not None
+    asyncio.run(again.aclose())

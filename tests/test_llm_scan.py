@@ -478,3 +478,16 @@ def test_a_real_llama_cpp_server_is_found_with_its_model_alias(tmp_path: Path) -
     assert result.servers == (
         FoundServer("llama.cpp server", "openai", server.base_url, ("smollm2-scan",)),)
     assert result.servers[0].label == f"llama.cpp server on port {server.port}"
+
+
+def test_a_scan_that_fails_inside_finds_nothing_rather_than_raising(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start, doctor and the LLM menu scan: an unexpected failure there (no event loop
+    can be made, a bug) must not stop any of them."""
+    from agent.llm import scan as scan_module
+
+    def broken(*_args: object) -> ScanResult:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(scan_module, "_scan_here", broken)
+    assert scan_module.scan().servers == ()

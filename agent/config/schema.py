@@ -88,9 +88,6 @@ class TTSConfig:
     speed: float = setting(1.0, within=(0.5, 2.0))
     # Local files that override both the official and the packaged Kokoro files.
     model_path: str = setting("")
-    # Look for local LLM servers (Ollama, LM Studio, llama.cpp, vLLM, Jan, LocalAI) on their
-    # usual ports, on this machine only (127.0.0.1), at the start: the LLM menu offers them.
-    find_servers: bool = setting(True)
     voices_path: str = setting("")
     # "auto": official files when cached, else the packaged int8 ONNX; or force one.
     source: str = setting("auto", choices=("auto", "official", "packaged"))

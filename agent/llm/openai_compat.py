@@ -313,7 +313,9 @@ class OpenAICompatBackend:
 
     def __init__(self, base_url: str, model: str = "", api_key: str = "",
                  temperature: float = 0.7, max_tokens: int = 256,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, env_key: bool = True) -> None:
+        """`env_key`: an empty api_key takes OPENAI_API_KEY (not for a server found running
+        on a local port: the key is for the service the user set up)."""
         self.base_url = normalise_base_url(base_url)
         # Someone pasting the full endpoint gets what they meant.
         self.base_url = re.sub(r"/chat/completions$", "", self.base_url)
@@ -324,7 +326,7 @@ class OpenAICompatBackend:
         self.description = (f"OpenAI-compatible server at {shown} "
                             f"(model {self.model or 'first listed by the server'})")
         self.http = HttpStream(self.base_url, f"the LLM server at {shown}", timeout_s,
-                               api_key_from(api_key))
+                               api_key_from(api_key) if env_key else api_key.strip())
         self._hint_404 = ("check llm.model, and that llm.base_url is the server's "
                           "OpenAI-compatible root (it usually ends in /v1).")
 

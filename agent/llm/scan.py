@@ -301,6 +301,14 @@ def scan(candidates: Iterable[Candidate] = KNOWN_SERVERS, host: str = LOOPBACK,
     check_loopback(host)
     probes = tuple(candidates)
     try:
+        return _scan_here(probes, host, timeout_s)
+    except Exception:  # never in the way of a start, doctor or a menu: nothing found
+        log.exception("the scan for local LLM servers failed")
+        return ScanResult((), 0.0)
+
+
+def _scan_here(probes: tuple[Candidate, ...], host: str, timeout_s: float) -> ScanResult:
+    try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(scan_async(probes, host, timeout_s))
