@@ -6,7 +6,6 @@ storage on another origin honouring Range)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import shutil
 import socket
@@ -18,6 +17,7 @@ from typing import NamedTuple
 
 import pytest
 
+from agent.files import sha256
 from agent.llm import catalog
 from agent.llm import hub as hub_module
 from agent.llm.base import LLMError, Message
@@ -37,11 +37,7 @@ def gguf() -> Path:
 
 @pytest.fixture(scope="module")
 def gguf_sha256(gguf: Path) -> str:
-    digest = hashlib.sha256()
-    with gguf.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(gguf)
 
 
 @pytest.fixture
@@ -78,14 +74,6 @@ class Recorder:
 
     def downloading(self) -> list[int]:
         return [done for what, done, _ in self.calls if what.startswith("downloading")]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def closed_port() -> int:
@@ -146,7 +134,7 @@ def test_full_download_is_verified_identical_and_reports_progress(
     elapsed = time.perf_counter() - start
     size = gguf.stat().st_size
     assert path == dest / MODEL_FILE
-    assert sha256_of(path) == gguf_sha256 and path.stat().st_size == size
+    assert sha256(path) == gguf_sha256 and path.stat().st_size == size
     assert sorted(os.listdir(dest)) == [MODEL_FILE]  # no .part left
     done = progress.downloading()
     assert done == sorted(done) and done[-1] == size and len(done) > 10
@@ -176,7 +164,7 @@ def test_a_cut_download_resumes_from_the_cut_by_itself(hub: FakeHub, dest: Path,
     cut = size // 2 + 12_345  # not on a block boundary
     hub.cut_after(cut)
     path = download_gguf(PAIR, dest)
-    assert sha256_of(path) == gguf_sha256
+    assert sha256(path) == gguf_sha256
     first, second = hub.downloads()
     assert first.range is None and first.sent == cut
     assert second.range == f"bytes={cut}-" and second.status == 206
@@ -199,7 +187,7 @@ def test_a_download_cut_for_good_keeps_the_part_and_the_next_one_resumes(
 
     hub.clear()
     path = download_gguf(PAIR, dest)
-    assert sha256_of(path) == gguf_sha256 and not part.exists()
+    assert sha256(path) == gguf_sha256 and not part.exists()
     (resumed,) = hub.downloads()
     assert resumed.range == f"bytes={cut}-" and resumed.sent == size - cut
 
@@ -214,7 +202,7 @@ def test_a_server_that_ignores_range_gets_a_fresh_start(
     hub.clear()
     hub.ignore_range = True
     path = download_gguf(PAIR, dest)
-    assert sha256_of(path) == gguf_sha256
+    assert sha256(path) == gguf_sha256
     (whole,) = hub.downloads()
     assert whole.range == "bytes=1000000-" and whole.status == 200
     assert whole.sent == gguf.stat().st_size
@@ -315,7 +303,7 @@ def test_stop_keeps_the_part_and_a_later_download_resumes(
     hub.clear()
     progress = Recorder()
     path = download_gguf(PAIR, dest, progress=progress)
-    assert sha256_of(path) == gguf_sha256 and not part.exists()
+    assert sha256(path) == gguf_sha256 and not part.exists()
     (resumed,) = hub.downloads()
     assert resumed.range == f"bytes={kept}-" and resumed.sent == size - kept
     assert progress.downloading()[0] > kept  # counted from the start of the file
@@ -340,7 +328,7 @@ def test_a_renamed_repository_is_followed_on_the_hub(hub: FakeHub, dest: Path,
                                                       gguf_sha256: str) -> None:
     hub.rename("HuggingFaceTB/old-name-GGUF", REPO)
     path = download_gguf(("HuggingFaceTB/old-name-GGUF", MODEL_FILE), dest)
-    assert sha256_of(path) == gguf_sha256
+    assert sha256(path) == gguf_sha256
     seen = [(r.server, r.method, r.status) for r in hub.requests]
     assert seen[:2] == [("hub", "HEAD", 307), ("hub", "HEAD", 302)]  # the storage is not asked
     assert seen[-1] == ("storage", "GET", 200)

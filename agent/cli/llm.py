@@ -202,6 +202,8 @@ def list_recommended(cfg: Config) -> str:
                   f"  {'':<16} download {model.size_text}, memory {model.memory_text}, "
                   f"{model.speed}; licence {model.licence}",
                   f"  {'':<16} {model.why}"]
+        if model.licence_note:
+            lines.append(f"  {'':<16} Licence: {model.licence_note}")
     lines += ["", "Download one: voice-agent models download llm NAME (or the tray's LLM ▸ "
               "Download a better model); it is used once it is complete.",
               f"Models are kept in {folder}."]
