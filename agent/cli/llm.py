@@ -203,7 +203,7 @@ def list_recommended(cfg: Config) -> str:
                   f"{model.speed}; licence {model.licence}",
                   f"  {'':<16} {model.why}"]
         if model.licence_note:
-            lines.append(f"  {'':<16} Licence: {model.licence_note}")
+            lines.append(f"  {'':<16} Note: {model.licence_note}")
     lines += ["", "Download one: voice-agent models download llm NAME (or the tray's LLM ▸ "
               "Download a better model); it is used once it is complete.",
               f"Models are kept in {folder}."]
