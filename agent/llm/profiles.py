@@ -48,8 +48,22 @@ class Profile:
 # otherwise, and the baseline `bench.answers` compares against.
 GENERIC = Profile("generic", Sampling(temperature=0.7, max_tokens=256), DEFAULT_SYSTEM_PROMPT)
 
-# Tuned on bench.answers (see docs/answers.md for the runs): SmolLM2-135M-Instruct.
-SMOLLM2_135M = dataclasses.replace(GENERIC, name="smollm2-135m")
+# SmolLM2-135M-Instruct, tuned on bench.answers (docs/answers.md has the runs): greedy
+# decoding (at 0.7 it wandered: 32% against 42% of 106 questions, 3 samples each), short
+# replies that stop at a blank line, and three worked examples, one a follow-up, which it
+# copies for length and tone (replies 10 words on average instead of 27; speakable 96% against
+# 84%). The examples are not questions of the benchmark.
+SMOLLM2_135M = Profile(
+    "smollm2-135m",
+    Sampling(temperature=0.0, max_tokens=96, stop=("\n\n",)),
+    DEFAULT_SYSTEM_PROMPT,
+    (Message("user", "Who wrote Pride and Prejudice?"),
+     Message("assistant", "Jane Austen wrote Pride and Prejudice."),
+     Message("user", "What else did she write?"),
+     Message("assistant", "She also wrote Emma and Sense and Sensibility."),
+     Message("user", "What is 6 times 4?"),
+     Message("assistant", "6 times 4 is 24.")),
+)
 
 PROFILES = {profile.name: profile for profile in (GENERIC, SMOLLM2_135M)}
 
