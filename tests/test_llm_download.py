@@ -351,7 +351,7 @@ def test_names_that_are_not_a_repository_and_a_gguf_are_refused(dest: Path) -> N
 def test_models_live_in_the_user_data_dir() -> None:
     from agent import paths
 
-    assert hub_module.llm_models_dir() == paths.data_dir() / "models" / "llm"
+    assert catalog.llm_models_dir() == paths.data_dir() / "models" / "llm"
     assert hub_module.local_path(catalog.find("qwen2.5-0.5b")) == \
         paths.data_dir() / "models" / "llm" / "qwen2.5-0.5b-instruct-q4_k_m.gguf"
 

@@ -21,6 +21,7 @@ from agent.config import Config, ConfigError, save_settings
 from agent.config.writer import Value
 from agent.llm import catalog, hub
 from agent.llm.base import LLMError
+from agent.llm.catalog import llm_models_dir
 from agent.llm.choice import (
     BETTER_MODEL_HINT,
     answers_from_tiny_model,
@@ -28,7 +29,6 @@ from agent.llm.choice import (
     model_file_choice,
     server_choice,
 )
-from agent.llm.hub import llm_models_dir
 from agent.llm.scan import FoundServer, ScanResult, scan
 
 log = logging.getLogger("agent")

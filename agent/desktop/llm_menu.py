@@ -18,7 +18,7 @@ from pathlib import Path
 from agent.config import Config, LLMConfig
 from agent.config.writer import Value
 from agent.desktop import commands as cmd
-from agent.llm import catalog, hub
+from agent.llm import catalog
 from agent.llm.choice import SERVER_KINDS, model_file_choice, server_choice
 from agent.llm.scan import FoundServer, ScanResult
 
@@ -61,7 +61,7 @@ def in_use_key(llm: LLMConfig) -> str:
 
 def downloaded_models() -> dict[str, Path]:
     """The catalogue's models already downloaded, by key."""
-    folder = hub.llm_models_dir()
+    folder = catalog.llm_models_dir()
     return {model.key: folder / model.filename for model in catalog.RECOMMENDED
             if (folder / model.filename).is_file()}
 
@@ -158,9 +158,11 @@ class ModelDownload:
             self._report(cmd.DownloadProgress(done, total))
 
     def _run(self) -> None:
+        from agent.llm import hub
+
         key = self.model.key
         try:
-            path = hub.download_gguf(self.model, hub.llm_models_dir(), progress=self._progress,
+            path = hub.download_gguf(self.model, catalog.llm_models_dir(), progress=self._progress,
                                      stop=self._stop)
         except hub.DownloadStopped:
             self._report(cmd.DownloadFinished(

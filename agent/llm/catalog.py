@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 
+from agent import paths
 from agent.llm.base import LLMError
 
 HUB_PAGE = "https://huggingface.co"
@@ -120,6 +122,11 @@ RECOMMENDED: tuple[RecommendedModel, ...] = (
         sha256="74a4da8c9fdbcd15bd1f6d01d621410d31c6fc00986f5eb687824e7b93d7a9db",
     ),
 )
+
+
+def llm_models_dir() -> Path:
+    """Where downloaded LLMs live: <user data dir>/models/llm (created on first download)."""
+    return paths.data_dir() / "models" / "llm"
 
 
 class UnknownModelError(LLMError):

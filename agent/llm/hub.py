@@ -39,9 +39,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
-from agent import paths
 from agent.llm.base import LLMError
-from agent.llm.catalog import RecommendedModel, format_size
+from agent.llm.catalog import RecommendedModel, format_size, llm_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +72,6 @@ def endpoint() -> str:
 def offline() -> bool:
     """HF_HUB_OFFLINE set to 1/true/yes/on, as huggingface_hub reads it."""
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def llm_models_dir() -> Path:
-    """Where downloaded LLMs live: <user data dir>/models/llm (created on first download)."""
-    return paths.data_dir() / "models" / "llm"
 
 
 def local_path(model: RecommendedModel | tuple[str, str], dest_dir: Path | None = None) -> Path:

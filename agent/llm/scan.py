@@ -35,10 +35,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -208,6 +209,8 @@ async def _get_json(client: httpx.AsyncClient, url: str, timeout_s: float) -> An
     """The JSON of a 200 answer, or None (refused, silent, too slow, too big, another status,
     not JSON). The deadline bounds the whole exchange, so a server that trickles bytes cannot
     stretch it."""
+    import httpx
+
     try:
         async with asyncio.timeout(timeout_s), client.stream("GET", url) as response:
             if response.status_code != 200:
@@ -275,6 +278,8 @@ async def scan_async(candidates: Iterable[Candidate] = KNOWN_SERVERS, host: str 
                      timeout_s: float = PROBE_TIMEOUT_S) -> ScanResult:
     """Probe every candidate's port on `host` (loopback only) at once; one result per port
     that answers a models list, in the candidates' order."""
+    import httpx  # here: the agent's start (which imports this module) does not wait for it
+
     check_loopback(host)
     began = time.monotonic()
     # Plain HTTP only, so no certificates to load (that alone costs 15-30 ms); no retries. A
