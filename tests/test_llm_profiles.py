@@ -126,11 +126,11 @@ def test_a_model_switched_away_from_gives_its_memory_back(tmp_path: Path) -> Non
     shared = embedded_module._MODELS[other.resolve()]
     assert shared.llama is not None and shared.users == 2
     asyncio.run(first.aclose())
-    assert shared.llama is not None  # the other backend still uses it
     asyncio.run(first.aclose())  # closing twice counts once
-    assert shared.users == 1
+    assert wait_for(lambda: shared.users == 1, 5)
+    assert shared.llama is not None  # the other backend still uses it
     asyncio.run(second.aclose())
-    assert shared.llama is None and shared.users == 0
+    assert wait_for(lambda: shared.llama is None and shared.users == 0, 5)
     again = EmbeddedBackend(other)  # chosen again: loaded again
     again.load()
     assert shared.llama is not None

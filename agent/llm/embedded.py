@@ -186,11 +186,14 @@ class EmbeddedBackend:
         """Load the model (once per process) and generate one token after the system prompt
         and examples: llama.cpp keeps the evaluated prompt, so a reply that starts the same
         way skips evaluating it again. Blocking: call it from a thread, or use warm_up()."""
-        model = self._loaded()
         messages = [Message("system", system_prompt)] if system_prompt else []
         messages.append(Message("user", "Hi"))
+        # The model is taken under the lock that release() frees it under: one taken before
+        # could be freed (closed) by a backend closing meanwhile, and used freed.
         with self._model.generate_lock:
-            model.create_chat_completion(messages=self._wire(messages), max_tokens=1)
+            if self._released:  # closed while this waited: do not load it back
+                return
+            self._loaded().create_chat_completion(messages=self._wire(messages), max_tokens=1)
 
     async def warm_up(self, system_prompt: str = "") -> None:
         await asyncio.to_thread(self.load, system_prompt)
@@ -221,10 +224,10 @@ class EmbeddedBackend:
         """The worker thread: every item goes to `post`, ending with _END."""
         yield_to_speech()
         try:
-            model = self._loaded()
-            with self._model.generate_lock:
-                if stop.is_set():
+            with self._model.generate_lock:  # see load(): the model is taken under it
+                if stop.is_set() or self._released:
                     return
+                model = self._loaded()
                 sampling = self.profile.sampling
                 chunks = model.create_chat_completion(
                     messages=messages, stream=True, temperature=sampling.temperature,
@@ -292,7 +295,10 @@ class EmbeddedBackend:
             stop.set()
         if not self._released:
             self._released = True
-            await asyncio.to_thread(self._model.release)
+            # Not awaited: a generation or warm-up under way holds the model until it stops
+            # (up to RELEASE_WAIT_S), and a switch or quit must not wait for that.
+            threading.Thread(target=self._model.release, name="llm-release",
+                             daemon=True).start()
 
 
 _llama_log_callback: Any = None  # kept referenced: llama.cpp calls it from C
