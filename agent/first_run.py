@@ -72,11 +72,9 @@ def run_first_time(cfg: Config, progress: Progress | None = None,
 
 
 def _answers_line(cfg: Config) -> str:
-    from agent.llm.choice import how_to_answer_better
-    from agent.llm.scan import ScanResult, scan
+    from agent.llm.choice import how_to_answer_better, servers_running
 
-    found = scan() if cfg.llm.find_servers else ScanResult((), 0.0)
-    return how_to_answer_better(cfg, found)
+    return how_to_answer_better(cfg, servers_running(cfg))
 
 
 def step_notices(tell: Callable[[str], None]) -> Progress:

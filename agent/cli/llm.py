@@ -28,6 +28,7 @@ from agent.llm.choice import (
     auto_pick,
     model_file_choice,
     server_choice,
+    servers_running,
 )
 from agent.llm.scan import FoundServer, ScanResult, scan
 
@@ -55,7 +56,7 @@ def cmd_llm(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.action == "use":
         return _use(cfg, args.target, args.model)
-    found = scan() if cfg.llm.find_servers else ScanResult((), 0.0)
+    found = servers_running(cfg)
     print(describe_choices(cfg, found))
     return EXIT_OK
 

@@ -14,15 +14,22 @@ from pathlib import Path
 
 from agent.config import Config, LLMConfig
 from agent.config.writer import Value
-from agent.llm.scan import FoundServer, ScanResult
+from agent.llm.scan import FoundServer, ScanResult, scan
 
 SERVER_KINDS = ("openai", "ollama")
 
-BETTER_MODEL_HINT = (
-    "Answers come from SmolLM2-135M, a tiny offline model that is often wrong. For better "
-    "answers, start a local LLM server (Ollama, LM Studio, llama.cpp, vLLM, Jan or LocalAI: "
-    "the tray's LLM menu and `voice-agent llm scan` find it), or download a 1-2 B model: "
-    "`voice-agent models llm` lists them, or the tray's LLM ▸ Download a better model.")
+# How to get better answers than the packaged 135M model's: the first run and doctor say it.
+BETTER_MODEL_WAYS = (
+    "start a local LLM server (Ollama, LM Studio, llama.cpp, vLLM, Jan or LocalAI: the tray's "
+    "LLM menu and `voice-agent llm scan` find it), or download a 1-2 B model: `voice-agent "
+    "models llm` lists them, or the tray's LLM ▸ Download a better model")
+BETTER_MODEL_HINT = ("Answers come from SmolLM2-135M, a tiny offline model that is often "
+                     f"wrong. For better answers, {BETTER_MODEL_WAYS}.")
+
+
+def servers_running(cfg: Config) -> ScanResult:
+    """The local LLM servers running here; nothing is probed when [llm] find_servers is off."""
+    return scan() if cfg.llm.find_servers else ScanResult((), 0.0)
 
 
 @dataclass(frozen=True)
@@ -118,9 +125,7 @@ def settings_to_use(cfg: Config) -> tuple[LLMConfig, AutoPick | None]:
     picked = None
     if "llm.backend" not in cfg.from_file and not cfg.llm.use_embedded \
             and cfg.llm.find_servers:
-        from agent.llm.scan import scan
-
-        picked = auto_pick(cfg, scan())
+        picked = auto_pick(cfg, servers_running(cfg))
     return llm_settings(cfg, not cfg.llm.use_embedded, picked), picked
 
 

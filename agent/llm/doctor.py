@@ -11,33 +11,36 @@ from typing import TYPE_CHECKING, Any
 
 from agent.checks import Area, Check, Progress, Status, fail, ok, warn
 from agent.llm.base import LLMError
-from agent.llm.choice import AutoPick, answers_from_tiny_model, auto_pick
+from agent.llm.choice import (
+    BETTER_MODEL_WAYS,
+    AutoPick,
+    answers_from_tiny_model,
+    auto_pick,
+    servers_running,
+)
 from agent.llm.embedded import INSTALL_RUNTIME, model_file, require_runtime
 from agent.llm.ollama import OllamaBackend
 from agent.llm.openai_compat import OpenAICompatBackend, public_url
-from agent.llm.scan import ScanResult, scan
+from agent.llm.scan import ScanResult
 
 if TYPE_CHECKING:
     from agent.config import Config, LLMConfig
 
 PROBE_TIMEOUT_S = 3.0  # the LLM server: reaching it is quick or hopeless
-BETTER_MODEL_FIX = ("start a local LLM server (Ollama, LM Studio, llama.cpp, vLLM, Jan or "
-                    "LocalAI) and it is found by itself, or download a 1-2 B model: "
-                    "`voice-agent models llm`")
 
 
 def check_llm(cfg: Config, progress: Progress | None = None) -> list[Check]:
     """The local servers running here, the LLM the agent would use (a server found running
     when the settings name none), the embedded model where it stands in for a server, and
     how to get better answers than the packaged 135M model gives."""
-    found = scan() if cfg.llm.find_servers else None
-    picked = auto_pick(cfg, found) if found is not None else None
-    checks = [check_found(found, picked)] if found is not None else []
+    found = servers_running(cfg)
+    picked = auto_pick(cfg, found)
+    checks = [check_found(found, picked)] if cfg.llm.find_servers else []
     checks += check_answering(picked.settings(cfg.llm) if picked else cfg.llm,
                               env_key=picked is None)
     if picked is None and answers_from_tiny_model(cfg):
         checks.append(warn("Answer quality", "answers come from SmolLM2-135M, a tiny model "
-                           "that is often wrong", BETTER_MODEL_FIX))
+                           "that is often wrong", BETTER_MODEL_WAYS))
     return checks
 
 
