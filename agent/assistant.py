@@ -21,8 +21,9 @@ from agent import config as config_module
 from agent.audio.devices import NoAudioDevice
 from agent.config import Config
 from agent.conversation import Conversation
-from agent.events import AgentState, EventBus, Notice, SettingsChanged
+from agent.events import AgentState, EventBus, MicrophoneChanged, Notice, SettingsChanged
 from agent.first_run import step_notices
+from agent.hands_free import HandsFree, MicrophoneUse, strip_wake_phrase
 from agent.history import History
 from agent.llm import make_backend
 from agent.llm.base import ChatBackend, LLMError, UnavailableBackend
@@ -45,10 +46,11 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
 SCAN_WAIT_S = 2.0  # the scan bounds each probe to a fraction of a second; this is a backstop
-SECTIONS = ("tts", "audio", "llm", "conversation", "dialogue", "hotkeys", "overlay", "stt")
+SECTIONS = ("tts", "audio", "llm", "conversation", "dialogue", "hotkeys", "overlay", "stt",
+            "listen")
 # What an edit changes at once; any other key is read at start, and applies after a restart.
 _LIVE = {"tts": {"voice", "speed"}, "audio": {"mute"}, "llm": None, "conversation": None,
-         "stt": None}  # None: the whole section
+         "stt": None, "listen": None}  # None: the whole section
 
 
 def _file_stamp(path: Path | None) -> tuple[int, int] | None:
@@ -137,6 +139,9 @@ class Assistant:
         self._stopping = threading.Event()  # set by close(): abandons a voice fetch
         self._reload_lock = threading.Lock()
         self._listen_lock = threading.Lock()  # one thread at a time opens or closes the mic
+        # Talk-over and the wake word ([listen]): made when either is on.
+        self.hands_free: HandsFree | None = None
+        self._hands_free_lock = threading.Lock()
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -196,6 +201,7 @@ class Assistant:
         if chosen_while_loading is not None:  # the LLM menu was used while this loaded
             with contextlib.suppress(LLMError):
                 self.set_backend(chosen_while_loading)
+        self._apply_hands_free()
         self.ready.set()
         log.info("ready: %s, %s", backend.description,
                  "speech on" if speech is not None else "speech off")
@@ -261,6 +267,10 @@ class Assistant:
             conversation, speech = self.conversation, self.speech
         if self._recorder is not None:
             self._recorder.cancel()
+        with self._hands_free_lock:
+            hands_free, self.hands_free = self.hands_free, None
+        if hands_free is not None:
+            hands_free.close()
         if conversation is not None:
             conversation.close(timeout=1.0)
         if speech is not None:
@@ -332,6 +342,8 @@ class Assistant:
         if "stt" in changed and not self.listening:  # made again, as configured, on next use
             self._recorder = None
             self._stt_loader = None
+        if "listen" in changed or "stt" in changed:
+            self._apply_hands_free()
         later = sorted(f"{name}.{key}" for name in changed for key, value in
                        dataclasses.asdict(getattr(new, name)).items()
                        if _LIVE.get(name, set()) is not None
@@ -471,6 +483,11 @@ class Assistant:
     @property
     def listen_level(self) -> float:
         """The microphone's level in dBFS (for a meter), while listening."""
+        if self.listening and self._recorder is not None:
+            return self._recorder.level
+        hands_free = self.hands_free
+        if hands_free is not None and hands_free.listener.is_open:
+            return hands_free.listener.level
         return self._recorder.level if self._recorder is not None else -90.0
 
     def start_listening(self) -> bool:
@@ -492,9 +509,14 @@ class Assistant:
                                           silence_stop=silence,
                                           on_end=lambda _reason: self.stop_listening())
             self._load_transcriber_in_background()
+            hands_free = self.hands_free
+            if hands_free is not None:
+                hands_free.suspend(True)
             try:
                 self._recorder.start()
             except NoInputDevice as error:
+                if hands_free is not None:
+                    hands_free.suspend(False)
                 self._notice(str(error))
                 return False
             self.status.post(self.status.set_listening, True)
@@ -513,6 +535,9 @@ class Assistant:
             if recorder is None or not recorder.recording:
                 return
             samples, rate = recorder.stop(), recorder.sample_rate
+            hands_free = self.hands_free
+            if hands_free is not None:
+                hands_free.suspend(False)
             if recorder.error:  # the microphone died part way: half a question is not sent
                 self._notice(recorder.error)
                 self.status.post(self.status.set_listening, False)
@@ -520,7 +545,7 @@ class Assistant:
             self.status.post(self.status.set_listening, False, True)  # transcribing
         finally:
             self._listen_lock.release()
-        threading.Thread(target=self._transcribe_and_submit, args=(samples, rate),
+        threading.Thread(target=self.transcribe_and_submit, args=(samples, rate),
                          name="stt", daemon=True).start()
 
     def _load_transcriber_in_background(self) -> None:
@@ -544,21 +569,99 @@ class Assistant:
         self._stt_loader = threading.Thread(target=load, name="stt-loader", daemon=True)
         self._stt_loader.start()
 
-    def _transcribe_and_submit(self, samples: Any, rate: int) -> None:
-        assert self._stt_loader is not None and self._transcriber is not None
-        self._stt_loader.join()
+    def transcribe_and_submit(self, samples: Any, rate: int,
+                              heard_nothing: str = "I heard nothing; hold the talk key while "
+                              "you speak.", wake_phrase: str = "") -> None:
+        """Whisper the samples (on the caller's thread) and send the words as a question;
+        `wake_phrase` is taken off their start."""
         try:
-            text = self._transcriber.transcribe(samples, rate).strip()
+            text = self.transcribe(samples, rate)
         except Exception as error:
             log.exception("transcription failed")
             self.status.post(self.status.end_transcribing, f"could not transcribe: {error}")
             return
+        if wake_phrase:
+            text = strip_wake_phrase(text, wake_phrase)
         log.debug("heard %.1f s: %r", samples.size / rate, text)
-        if text:
+        if text.strip(" .,!?"):
             self.submit(text)
         else:
-            self._notice("I heard nothing; hold the talk key while you speak.")
+            self._notice(heard_nothing)
             self.status.post(self.status.end_transcribing)
+
+    # -- hands-free listening ([listen] talk_over, wake_word) -----------------------------------
+
+    def _apply_hands_free(self) -> None:
+        """Start, change or stop hands-free listening as [listen] says (after loading, and
+        when the settings change)."""
+        listen = self.cfg.listen
+        wanted = listen.talk_over or bool(listen.wake_word)
+        with self._hands_free_lock:
+            if self._closed or self.conversation is None:  # the loader calls this when done
+                return
+            hands_free = self.hands_free
+            if hands_free is not None and not wanted:
+                self.hands_free = None
+            elif hands_free is not None:
+                hands_free.update(listen, self.cfg.stt.vad_silence_s)
+                return
+            elif wanted:
+                speech = self.speech
+                tap_of = getattr(speech.sink, "playback_tap", None) if speech else None
+                tap = tap_of() if tap_of is not None else None
+                self.hands_free = HandsFree(self, listen, self.cfg.stt.vad_silence_s,
+                                            self.cfg.stt.input_device or None, tap,
+                                            on_microphone=self._microphone_changed)
+                self.bus.subscribe(self._hands_free_event)
+                if listen.wake_word or listen.talk_over:
+                    self._load_transcriber_in_background()  # loaded before the first turn
+                return
+            else:
+                return
+        hands_free.close()  # turned off: the microphone closes, the models are freed
+        self._microphone_changed(hands_free.use())
+
+    def _hands_free_event(self, event: Any) -> None:
+        hands_free = self.hands_free
+        if hands_free is not None:
+            hands_free.on_event(event)
+
+    def _microphone_changed(self, use: MicrophoneUse) -> None:
+        self.bus.publish(MicrophoneChanged(use.is_open, use.describe()))
+
+    def set_listen(self, key: str, value: bool | str) -> None:
+        """A [listen] setting from the tray, applied now (the caller saves it); raises
+        ValueError (a SettingError) for a value the setting does not take."""
+        from agent.config import check_setting
+
+        checked = check_setting("listen", key, value)
+        setattr(self.cfg.listen, key, checked)
+        self.cfg.from_file.add(f"listen.{key}")
+        self._apply_hands_free()
+
+    def hold_speech(self, held: bool) -> None:
+        """Talk-over: hold the reply's audio while the voice over it is judged, or go on."""
+        from agent.audio.player import AudioPlayer
+
+        speech = self.speech
+        if speech is not None and isinstance(speech.sink, AudioPlayer):
+            if held:
+                speech.sink.hold()
+            else:
+                speech.sink.release()
+
+    def transcribe(self, samples: Any, rate: int) -> str:
+        """The words in `samples` (loads Whisper first if need be); raises on failure."""
+        self._load_transcriber_in_background()
+        assert self._stt_loader is not None and self._transcriber is not None
+        self._stt_loader.join()
+        return self._transcriber.transcribe(samples, rate).strip()
+
+    def hands_free_listening(self, listening: bool, transcribing: bool = False) -> None:
+        self.status.post(self.status.set_listening, listening, transcribing)
+
+    def notice(self, message: str) -> None:
+        self._notice(message)
 
     # -- internals -----------------------------------------------------------------------------
 

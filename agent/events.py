@@ -69,7 +69,17 @@ class SettingsChanged:
     sections: tuple[str, ...]  # the [sections] that changed
 
 
-AgentEvent = StateChanged | UserSaid | ReplyDelta | ReplyDone | Notice | SettingsChanged
+@dataclass(frozen=True)
+class MicrophoneChanged:
+    """The hands-free microphone opened or closed ([listen] talk_over, wake_word): the tray
+    and the overlay show it while it is open."""
+
+    is_open: bool
+    description: str  # "microphone open (wake word okay_nabu; echo cancellation on)"
+
+
+AgentEvent = (StateChanged | UserSaid | ReplyDelta | ReplyDone | Notice | SettingsChanged
+              | MicrophoneChanged)
 AgentListener = Callable[[AgentEvent], None]
 
 

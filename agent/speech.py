@@ -198,6 +198,11 @@ class SpeechPipeline:
     def busy(self) -> bool:
         return self._pending > 0
 
+    @property
+    def pending(self) -> int:
+        """Clauses queued and not yet played, cut or dropped."""
+        return self._pending
+
     def resolve_voice(self, voice: str) -> str:
         if voice not in self._resolved_voices:
             self._resolved_voices[voice] = self.synth.default_voice(voice)

@@ -9,8 +9,12 @@ import os
 import statistics
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.microphone import VirtualMicrophone
+
+if TYPE_CHECKING:
+    from harness.room import Room
 from harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
 
 
@@ -26,6 +30,20 @@ def start_audio_and_microphone() -> tuple[Path, VirtualMicrophone]:
     atexit.register(microphone.close)
     reinitialise_portaudio()  # PortAudio lists the new source
     return tap, microphone
+
+
+def start_audio_and_room() -> tuple[Path, VirtualMicrophone, Room]:
+    """The tapped sound server, the virtual microphone, and a room that brings what is played
+    back into the microphone (harness.room); stopped at exit."""
+    from harness.room import Room
+
+    tap, procs = _start_audio()
+    microphone = VirtualMicrophone(procs)
+    atexit.register(microphone.close)
+    reinitialise_portaudio()
+    room = Room(microphone)
+    atexit.register(room.close)
+    return tap, microphone, room
 
 
 def _start_audio() -> tuple[Path, Processes]:

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -35,6 +36,9 @@ from harness.desktop import (
     start_xvfb,
 )
 from harness.microphone import VirtualMicrophone
+
+if TYPE_CHECKING:
+    from harness.room import Room
 from harness.services import (
     LOGS,
     Processes,
@@ -161,6 +165,18 @@ def virtual_mic(pulse: Path, procs: Processes) -> Iterator[VirtualMicrophone]:
     microphone = VirtualMicrophone(procs)
     yield microphone
     microphone.close()
+
+
+@pytest.fixture(scope="module")
+def room(virtual_mic: VirtualMicrophone) -> Iterator[Room]:
+    """What is played comes back into the virtual microphone as through a laptop's speakers
+    (harness.room: 40 ms, reflections with RT60 0.25 s, -6 dB, noise at -60 dBFS). Per
+    module: other tests' microphones hear no echo."""
+    from harness.room import Room
+
+    simulated = Room(virtual_mic)
+    yield simulated
+    simulated.close()
 
 
 # -- the desktop -------------------------------------------------------------------------------

@@ -185,3 +185,62 @@ def test_a_stream_that_dies_is_reported_and_the_next_words_open_a_new_one(
     played = read_tap(audio_tap)
     start = first_nonzero(played)
     np.testing.assert_array_equal(played[start:start + samples.size], samples)
+
+
+def test_hold_fades_to_silence_keeps_the_place_and_release_goes_on(audio_tap: Path) -> None:
+    """Talk-over's hold: the reply goes silent within a block, nothing is skipped or dropped,
+    and after release it carries on from where it stopped; a cut while held ends it."""
+    long = tone(3.0, 440, 4)
+    recorder = PlaybackRecorder()
+    with AudioPlayer(blocksize=256, fade_ms=5.0) as player:
+        player.add_listener(recorder)
+        tap = player.playback_tap()  # what the echo canceller is given: the same samples
+        player.enqueue(AudioChunk(long, turn=0, seq=0))
+        recorder.wait(PlaybackKind.STARTED)
+        assert wait_for(lambda: read_tap(audio_tap).size > SR // 2, 5)
+        player.hold()
+        assert wait_for(lambda: player.held and player.last_hold is not None, 2)
+        assert player.last_hold is not None
+        hold_frame = player.last_hold[2]
+        fade = player.fade_samples
+        assert wait_for(lambda: read_tap(audio_tap).size >= hold_frame + fade + SR // 4, 5)
+        held = read_tap(audio_tap)[hold_frame + fade:hold_frame + fade + SR // 4]
+        assert held.size == SR // 4 and not np.any(held)  # a quarter second of silence
+        player.release()
+        recorder.wait(PlaybackKind.FINISHED)
+        samples, written, _ = tap.read_since(0)
+    captured = read_tap(audio_tap)
+    start = first_nonzero(captured)
+    played = captured[start:]
+    voiced = played[np.flatnonzero(played)]
+    # Every sample of the chunk played once, in order, but for the few faded into the hold.
+    assert long.size - fade <= voiced.size <= long.size
+    ramp = 1 - (np.arange(fade, dtype=np.float32) + 1) / fade
+    before = hold_frame - start
+    np.testing.assert_allclose(captured[hold_frame:hold_frame + fade],
+                               long[before:before + fade] * ramp, atol=1e-7)
+    resumed = first_nonzero(captured[hold_frame + fade:]) + hold_frame + fade
+    np.testing.assert_array_equal(captured[resumed:resumed + 1000],
+                                  long[before + fade:before + fade + 1000])
+    # The tap holds the last second and a half the device was given, exactly (the ALSA file
+    # may start with a few blocks PortAudio primed the device with: find where it is).
+    key = samples[first_nonzero(samples):][:256]
+    windows = np.lib.stride_tricks.sliding_window_view(captured, key.size)
+    at = int(np.flatnonzero(np.all(windows == key, axis=1))[0]) - first_nonzero(samples)
+    assert np.array_equal(samples, captured[at:at + samples.size])
+    assert written >= samples.size
+
+
+def test_a_cut_while_held_ends_the_reply_and_the_next_turn_plays(audio_tap: Path) -> None:
+    recorder = PlaybackRecorder()
+    with AudioPlayer(blocksize=256, fade_ms=5.0) as player:
+        player.add_listener(recorder)
+        player.enqueue(AudioChunk(tone(3.0, 440, 4), turn=0, seq=0))
+        recorder.wait(PlaybackKind.STARTED)
+        player.hold()
+        assert wait_for(lambda: player.held, 2)
+        player.cut(drop_below_turn=1)
+        recorder.wait(PlaybackKind.CUT)
+        assert not player.held
+        player.enqueue(AudioChunk(tone(0.3, 300, 5), turn=1, seq=1))
+        assert recorder.wait(PlaybackKind.FINISHED)[0].turn == 1

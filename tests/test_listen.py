@@ -28,6 +28,7 @@ from agent.listen.microphone import (
     Recorder,
     dbfs,
     list_input_devices,
+    open_error,
 )
 from agent.listen.vad import EndOfSpeech, SilenceStop, SileroVad, find_speech
 from agent.listen.whisper import (
@@ -316,6 +317,6 @@ def test_no_input_device_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_a_busy_microphone_is_named_as_such() -> None:
-    error = Recorder()._open_error(RuntimeError("Device unavailable [PaErrorCode -9985]"))
+    error = open_error(RuntimeError("Device unavailable [PaErrorCode -9985]"))
     assert isinstance(error, NoInputDevice)
     assert "the microphone is busy" in str(error) and "another program" in str(error)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from agent.audio.devices import NO_DEVICE_HELP, NoAudioDevice, portaudio, resolve_output
 from agent.audio.events import AudioChunk, PlaybackEvent, PlaybackKind, PlaybackListener
+from agent.audio.tap import PlaybackTap
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class AudioPlayer:
         # Written by cut() on the caller's thread, read by the callback.
         self._cut_requests = 0
         self._min_turn = 0
+        # Written by hold()/release(): the callback fades out and plays zeros, keeping its
+        # place, until released (talk-over: the user may be speaking).
+        self._hold_wanted = False
+        self._held = False  # owned by the callback
+        self._hold_fade_left = 0  # owned by the callback
         # Owned by the callback.
         self._current: AudioChunk | None = None
         self._pos = 0
@@ -70,6 +76,7 @@ class AudioPlayer:
         self.failed = False
         self.frames_written = 0  # since start: the stream position of the next block
         self.last_cut: tuple[float, float, int] | None = None  # (wall, dac time, frame)
+        self.last_hold: tuple[float, float, int] | None = None  # the same, for hold()
         self._stream: Any = None
         self._dispatcher: threading.Thread | None = None
         # A running stream costs a callback every block (and keeps the sound server awake)
@@ -80,6 +87,8 @@ class AudioPlayer:
         self._running = False
         self._stopping_on_purpose = False
         self._idle_since: float | None = None  # owned by the dispatcher thread
+        # What the device is given, for the echo canceller (None: nobody listens).
+        self.tap: PlaybackTap | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -153,6 +162,13 @@ class AudioPlayer:
 
     # -- the interface the pipeline uses -------------------------------------------------------
 
+    def playback_tap(self) -> PlaybackTap:
+        """The ring every block played is copied into (made on first use; its rate is the
+        device's, known once the stream is open)."""
+        if self.tap is None:
+            self.tap = PlaybackTap(self.stream_rate)
+        return self.tap
+
     def add_listener(self, listener: PlaybackListener) -> None:
         self._listeners.append(listener)
 
@@ -215,6 +231,20 @@ class AudioPlayer:
                 self._running = False
                 log.debug("audio stream paused (idle)")
 
+    def hold(self) -> None:
+        """Fade out within one block and play silence, keeping the place: `release()` goes
+        on from there, `cut()` ends it. For talk-over: the user's voice was heard, and the
+        reply holds its breath while we find out whether they are talking."""
+        self._hold_wanted = True
+
+    def release(self) -> None:
+        """Go on playing after `hold()` (a cough, a "mm-hmm": not a question)."""
+        self._hold_wanted = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def cut(self, drop_below_turn: int) -> None:
         """Fade out and drop every chunk of turns older than `drop_below_turn`; chunks of that
         turn or later play after the fade."""
@@ -232,10 +262,26 @@ class AudioPlayer:
             self._cut_seen = self._cut_requests
             chunk = self._current
             if chunk is not None and chunk.turn < self._min_turn and self._fade_left == 0:
-                self._fade_left = self.fade_samples
                 self.last_cut = (time.monotonic(), timeinfo.outputBufferDacTime,
                                  self.frames_written)
+                if self._held and not self._hold_fade_left:  # already silent: end it now
+                    self._finish(chunk, PlaybackKind.CUT)
+                else:
+                    self._fade_left = self.fade_samples
+                    self._hold_fade_left = 0
+            self._hold_wanted = self._held = False  # a cut ends a hold: the next turn plays
+        if self._hold_wanted != self._held:
+            self._held = self._hold_wanted
+            if self._held and self._current is not None and not self._fade_left:
+                self._hold_fade_left = self.fade_samples
+                self.last_hold = (time.monotonic(), timeinfo.outputBufferDacTime,
+                                  self.frames_written)
+            elif not self._held:
+                self._hold_fade_left = 0
         while filled < frames:
+            if self._held and not self._hold_fade_left and not self._fade_left:
+                out[filled:] = 0  # holding: silence, the place kept
+                break
             chunk = self._current
             if chunk is None:
                 chunk = self._next_chunk()
@@ -246,6 +292,18 @@ class AudioPlayer:
                         self._emit(PlaybackKind.DRAINED)
                     break
             samples = chunk.samples
+            if self._hold_fade_left:  # fading out into a hold: the chunk stays current
+                start = self.fade_samples - self._hold_fade_left
+                n = min(frames - filled, self._hold_fade_left, samples.size - self._pos)
+                np.multiply(samples[self._pos:self._pos + n], self._ramp[start:start + n],
+                            out=out[filled:filled + n])
+                self._pos += n
+                filled += n
+                self._hold_fade_left -= n
+                if self._pos >= samples.size:
+                    self._hold_fade_left = 0
+                    self._finish(chunk, PlaybackKind.FINISHED)
+                continue
             if self._fade_left:
                 start = self.fade_samples - self._fade_left
                 n = min(frames - filled, self._fade_left)
@@ -266,6 +324,9 @@ class AudioPlayer:
             if self._pos >= samples.size:
                 self._finish(chunk, PlaybackKind.FINISHED)
         self.frames_written += frames
+        tap = self.tap
+        if tap is not None:
+            tap.write(out)
 
     def _next_chunk(self) -> AudioChunk | None:
         while self._queue:

@@ -26,6 +26,7 @@ from agent.config.values import (
     valid_language,
     valid_url,
     valid_voice,
+    valid_wake_word,
 )
 from agent.hotkey_syntax import same_chord
 
@@ -214,6 +215,23 @@ class STTConfig:
 
 
 @dataclass
+class ListenConfig:
+    # Hands-free listening (docs/hands-free.md). The microphone opens only for what is on.
+    # Take the agent's own voice out of the microphone, so it never hears itself through
+    # speakers: on by default whenever the microphone is open while it speaks.
+    echo_cancellation: bool = setting(True)
+    # Talk over a reply to stop it: the microphone stays open while the agent speaks; your
+    # voice pauses the reply at once and what you say is the next question. A short word is
+    # heard first: "stop" ends the reply, "mm-hmm" lets it go on.
+    talk_over: bool = setting(False)
+    # After this much of your voice (seconds) the reply is cut without hearing what it was.
+    talk_over_min_s: float = setting(0.8, within=(0.2, 3.0))
+    # A wake word starts a turn like holding the talk key: "" (off) or a model name
+    # (voice-agent wake-words lists them, with their licences).
+    wake_word: str = setting("", check=valid_wake_word)
+
+
+@dataclass
 class DialogueConfig:
     # Speaker name -> voice, for `voice-agent dialogue`; each voice is checked as tts.voice.
     voices: dict[str, str] = field(default_factory=dict,
@@ -230,6 +248,7 @@ class Config:
     hotkeys: HotkeysConfig = field(default_factory=HotkeysConfig)
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     stt: STTConfig = field(default_factory=STTConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
     path: Path | None = None
     # The file's mistakes, in file order; each bad key kept its default.
     issues: list[Problem] = field(default_factory=list)

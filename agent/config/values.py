@@ -129,6 +129,21 @@ def valid_api_key(dotted: str, value: str, _context: CheckContext) -> str:
     return value
 
 
+def valid_wake_word(dotted: str, value: str, _context: CheckContext) -> str:
+    """"" (off) or the name of a wake-word model this machine has."""
+    if value == "":
+        return value
+    from agent.listen.wakeword import available_wake_words
+
+    names = [info.name for info in available_wake_words()]
+    if value in names:
+        return value
+    guess = closest(value.strip().lower(), names)
+    hint = f" (did you mean {guess!r}?)" if guess else ""
+    raise SettingError(f"{dotted} = {value!r} is not a wake word here{hint}; choices: "
+                       f"{', '.join(names)}, or \"\" for off")
+
+
 def valid_hotkey(dotted: str, value: str, _context: CheckContext) -> str:
     """One chord in the hotkey syntax (agent.hotkey_syntax: no display needed)."""
     try:

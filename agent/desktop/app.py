@@ -43,7 +43,14 @@ from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotke
 from agent.desktop.llm_menu import DownloadState, ModelDownload, downloaded_models, llm_entries
 from agent.desktop.overlay import Overlay, OverlayActions
 from agent.desktop.tray import Tray, TrayModel
-from agent.events import AgentState, EventBus, Notice, SettingsChanged, StateChanged
+from agent.events import (
+    AgentState,
+    EventBus,
+    MicrophoneChanged,
+    Notice,
+    SettingsChanged,
+    StateChanged,
+)
 from agent.first_run import first_run_needed, run_first_time, step_notices
 from agent.llm import catalog
 from agent.llm.base import LLMError
@@ -285,6 +292,8 @@ class DesktopApp:
                         return  # older than what is shown: never go back
                     self._shown_seq = event.seq or self._shown_seq
                     self._show_state(event.state, event.message)
+                elif isinstance(event, MicrophoneChanged):
+                    self.tray.show_microphone(event.is_open, event.description)
                 self.overlay.on_event(event)
             case cmd.Talk():
                 self.overlay.show(focus=True)
@@ -317,6 +326,8 @@ class DesktopApp:
                 self.assistant.set_mute(mute)
                 self.model.mute = mute
                 self._save("audio", "mute", mute)
+            case cmd.SetListen(key, value):
+                self._set_listen(key, value)
             case cmd.SetBackend(use_server):
                 self._set_backend(use_server)
             case cmd.UseLLM(keys, what):
@@ -420,6 +431,9 @@ class DesktopApp:
         self.model.voice = speech.voice if speech is not None else cfg.tts.voice
         self.model.speed = cfg.tts.speed
         self.model.mute = cfg.audio.mute
+        self.model.talk_over = cfg.listen.talk_over
+        self.model.echo_cancellation = cfg.listen.echo_cancellation
+        self.model.wake_word = cfg.listen.wake_word
         self._mirror_llm_menu()
 
     def _mirror_llm_menu(self) -> None:
@@ -436,6 +450,20 @@ class DesktopApp:
         self._mirror_llm_menu()  # the servers found while loading, and the one picked
         log.info("models ready: voice %s, %s", self.model.voice,
                  self.assistant.backend_description)
+
+    def _set_listen(self, key: str, value: bool | str | None) -> None:
+        """The Hands-free menu: apply a [listen] setting now and keep it in the file."""
+        current = getattr(self.cfg.listen, key)
+        new = (not current) if value is None else value
+        try:
+            self.assistant.set_listen(key, new)
+        except ValueError as error:  # a wake word that cannot be loaded here
+            self._notice(str(error))
+            return
+        self._mirror_settings()
+        self.tray.refresh_menu()
+        self._save("listen", key, new)
+        self.assistant.settings_saved()
 
     def _set_backend(self, use_server: bool) -> None:
         """The LLM menu's item for the server in the settings, or back from it."""

@@ -73,6 +73,15 @@ class SetMute:
 
 
 @dataclass(frozen=True)
+class SetListen:
+    """A [listen] setting from the tray's Hands-free menu (talk_over, echo_cancellation:
+    None toggles; wake_word: a name, or "" for off)."""
+
+    key: str
+    value: bool | str | None
+
+
+@dataclass(frozen=True)
 class SetBackend:
     use_server: bool
 
@@ -146,6 +155,7 @@ class ModelsReady:
 
 
 Command = (Talk | TalkPressed | TalkReleased | Listen | Show | Interrupt | Say | Quit
-           | SetVoice | PreviewVoice | SetSpeed | SetMute | SetBackend | SetAutostart | OpenSettings
+           | SetVoice | PreviewVoice | SetSpeed | SetMute | SetListen | SetBackend | SetAutostart
+           | OpenSettings
            | ShowHistory | FromCore | ModelsReady | UseLLM | ScanServers | ServersScanned
            | DownloadModel | StopDownload | DownloadProgress | DownloadFinished)

@@ -19,6 +19,7 @@ from agent.config import OverlayConfig
 from agent.events import (
     AgentEvent,
     AgentState,
+    MicrophoneChanged,
     Notice,
     ReplyDelta,
     ReplyDone,
@@ -74,6 +75,7 @@ class Overlay:
         self._reply_open = False  # a reply line is being written
         self._message_open = False  # the "message" mark starts the newest whole message
         self._voice = ""
+        self._microphone = ""  # "🎤 mic on" while the hands-free microphone is open
         self._backend = ""
         self._build()
 
@@ -238,7 +240,7 @@ class Overlay:
         self._render_status()
 
     def _render_status(self, message: str = "") -> None:
-        parts = [message or self.state.value, self._voice, self._backend]
+        parts = [message or self.state.value, self._microphone, self._voice, self._backend]
         self.status.configure(text="  ·  ".join(p for p in parts if p),
                               fg=ERROR if self.state is AgentState.ERROR else DIM)
 
@@ -272,6 +274,8 @@ class Overlay:
         if isinstance(event, StateChanged):
             self.state = event.state
             self._show_meter(event.state is AgentState.LISTENING)
+            if event.state is AgentState.LISTENING:
+                self.show()  # a wake word or talk-over: the user is not at the keyboard
             self.interrupt_button.configure(state="normal" if event.state in BUSY
                                             else "disabled")
             self._render_status(event.message if event.state is AgentState.ERROR else "")
@@ -296,6 +300,9 @@ class Overlay:
         elif isinstance(event, Notice):
             self._end_reply()
             self._append(f"{event.message}\n", "notice", whole=True)
+        elif isinstance(event, MicrophoneChanged):  # hands-free: say so while it is open
+            self._microphone = "🎤 mic on" if event.is_open else ""
+            self._render_status()
         self._restart_hide_timer()
 
     def _end_reply(self) -> None:

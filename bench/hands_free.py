@@ -1,0 +1,177 @@
+"""Hands-free listening in a simulated room (harness.room: the agent's own voice back into its
+microphone after 40 ms, with reflections (RT60 0.25 s) at -6 dB and noise at -60 dBFS),
+with echo cancellation on and off, side by side:
+
+- talk-over latency: from the onset of the user's voice at the microphone to the last
+  non-zero sample of the reply at the DAC (target 300 ms or less), at 0 and -6 dB relative
+  to the echo, and the word error rate of the question heard after the cut;
+- self-interruptions per hour of the agent's own speech (target 0), and wake-ups on it;
+- wake words said in the room in several voices and levels: detections, and false accepts
+  per hour over other speech (Kokoro monologue and the human clips);
+- CPU with the wake word on and the agent idle (target under 3% of a core).
+
+    python -m bench.hands_free [--speak-s 120] [--trials 4] [--wake-word hey_jarvis]
+                               [--other-speech-s 120] [--idle-s 30]
+
+An hour of each: --speak-s 3600 --other-speech-s 3600.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+
+from bench.harness import start_audio_and_room, summary
+
+QUESTIONS = (
+    "What time does the train leave tomorrow morning?",
+    "Could you turn the lights off in the kitchen?",
+    "Please remind me to call the doctor this afternoon.",
+    "I need to buy milk and bread on the way home.",
+)
+USER_VOICES = ("am_michael", "bf_emma", "am_adam", "bm_george")  # not the agent's af_bella
+WAKE_VOICES = ("af_heart", "am_michael", "bf_emma", "bm_george", "af_nicole", "am_adam")
+WAKE_GAINS_DB = (0.0, -6.0, -12.0)  # "distances"
+
+
+def _process_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--speak-s", type=float, default=120.0,
+                        help="seconds of the agent speaking alone, per echo setting")
+    parser.add_argument("--trials", type=int, default=4, help="talk-overs per level and setting")
+    parser.add_argument("--wake-word", default="hey_jarvis")
+    parser.add_argument("--other-speech-s", type=float, default=120.0,
+                        help="seconds of other speech for wake-word false accepts")
+    parser.add_argument("--idle-s", type=float, default=30.0, help="seconds for the CPU figure")
+    args = parser.parse_args()
+
+    from harness.hands_free import HandsFreeRig
+    from harness.speech_samples import human_clip, wer
+
+    _, _, room = start_audio_and_room()
+    print(f"room: {room.acoustics.delay_ms:.0f} ms + reflections (RT60 "
+          f"{room.acoustics.rt60_s} s) at {room.acoustics.echo_db:+.0f} dB, noise "
+          f"{room.acoustics.noise_dbfs:.0f} dBFS; vsink -> microphone measured "
+          f"{room.measure_delay():.0f} ms")
+    rig = HandsFreeRig(room, talk_over=True, wake_word=args.wake_word)
+    engine = rig.assistant.speech.synth if rig.assistant.speech else None
+    assert engine is not None, "speech did not load"
+
+    def synth(text: str, voice: str) -> np.ndarray:
+        return np.asarray(engine.synthesize(text, voice), np.float32)
+
+    results: dict[bool, dict[str, str]] = {}
+    for echo_on in (True, False):
+        rig.set("echo_cancellation", echo_on)
+        column: dict[str, str] = {}
+        # -- the agent alone ------------------------------------------------------------------
+        cuts, holds, wakes, spoken = rig.speak_alone(args.speak_s)
+        hours = spoken / 3600
+        column["speaking alone"] = f"{spoken:.0f} s"
+        column["self-interruptions (cuts) /h"] = f"{cuts / hours:.1f} ({cuts})"
+        column["pauses on its own voice /h"] = f"{holds / hours:.1f} ({holds})"
+        column["wake-ups on own voice /h"] = f"{wakes / hours:.1f} ({wakes})"
+        # -- talk-over ------------------------------------------------------------------------
+        for relative in (0.0, -6.0):
+            latencies, errors, missed = [], [], 0
+            for trial in range(args.trials):
+                question = QUESTIONS[trial % len(QUESTIONS)]
+                voice = USER_VOICES[trial % len(USER_VOICES)]
+                outcome = rig.talk_over(synth(question, voice), 24_000, relative)
+                if not outcome.detected:
+                    missed += 1
+                    continue
+                if outcome.latency_s is not None:
+                    latencies.append(outcome.latency_s)
+                errors.append(wer(question, outcome.transcript))
+            label = f"talk-over at {relative:+.0f} dB"
+            column[f"{label}: stopped"] = f"{args.trials - missed}/{args.trials}"
+            column[f"{label}: latency"] = (summary(latencies) if latencies else "-")
+            column[f"{label}: WER"] = (f"{statistics.mean(errors):.0%}" if errors else "-")
+        results[echo_on] = column
+
+    # -- wake words (echo cancellation on: the agent is idle, so it matters little) ---------
+    rig.set("echo_cancellation", True)
+    detected = tried = 0
+    for voice in WAKE_VOICES:
+        phrase = synth(f"{rig.assistant.cfg.listen.wake_word.replace('_', ' ')}.", voice)
+        for gain in WAKE_GAINS_DB:
+            before = len(rig.happened.wakes)
+            rig.say_into_room(np.concatenate([np.zeros(4800, np.float32), phrase]), 24_000, gain)
+            tried += 1
+            if rig.wait(lambda b=before: len(rig.happened.wakes) > b, timeout=3):
+                detected += 1
+                rig.wait(lambda: rig.state == "idle", timeout=60)
+    wake_column = {"wake word": args.wake_word,
+                   "detected (voices x levels)": f"{detected}/{tried}"}
+    before = len(rig.happened.wakes)
+    other = 0.0
+    clips = [human_clip("beckett.wav"), human_clip("two_cities.wav")]
+    started = time.monotonic()
+    voices = iter(WAKE_VOICES * 100)
+    while other < args.other_speech_s:
+        if clips:
+            from faster_whisper.audio import decode_audio
+
+            clip, rate = decode_audio(str(clips.pop()), sampling_rate=16_000), 16_000
+        else:
+            text = " ".join(MONOLOGUE_SENTENCES[int(other) % len(MONOLOGUE_SENTENCES):][:3])
+            clip, rate = synth(text, next(voices)), 24_000
+        rig.say_into_room(clip, rate, -6.0)
+        other += clip.size / rate
+        rig.wait(lambda: rig.state == "idle", timeout=60)
+    false_accepts = len(rig.happened.wakes) - before
+    wake_column["other speech"] = f"{other:.0f} s ({time.monotonic() - started:.0f} s wall)"
+    wake_column["false accepts /h"] = f"{false_accepts / (other / 3600):.1f} ({false_accepts})"
+
+    # -- CPU, the agent idle ------------------------------------------------------------------
+    cpu: dict[str, float] = {}
+    for label, wake in (("microphone closed", ""), ("wake word on", args.wake_word)):
+        rig.set("talk_over", False)
+        rig.set("wake_word", wake)
+        rig.wait(lambda: False, timeout=2)  # settle: the microphone opens or closes
+        start_cpu, start = _process_cpu_s(), time.monotonic()
+        rig.wait(lambda: False, timeout=args.idle_s)
+        cpu[label] = (_process_cpu_s() - start_cpu) / (time.monotonic() - start)
+    listener = rig.assistant.hands_free.listener if rig.assistant.hands_free else None
+    rig.close()
+
+    print(f"\n{'':44} {'echo cancellation ON':>26} {'echo cancellation OFF':>26}")
+    for key in results[True]:
+        print(f"{key:44} {results[True][key]:>26} {results[False][key]:>26}")
+    print()
+    for key, value in wake_column.items():
+        print(f"{key:44} {value:>26}")
+    print()
+    for label, share in cpu.items():
+        print(f"CPU, agent idle, {label:27} {share:25.1%} of a core (whole process)")
+    print(f"CPU of the wake word alone {cpu['wake word on'] - cpu['microphone closed']:30.1%}"
+          " of a core")
+    if listener is not None and listener.blocks_heard:
+        print(f"listener thread: {listener.cpu_s / (listener.blocks_heard * 0.032) * 1000:.1f} "
+              "ms of CPU per second of audio")
+
+
+MONOLOGUE_SENTENCES: list[str] = []
+
+
+def _sentences() -> list[str]:
+    from harness.hands_free import MONOLOGUE
+
+    return [s.strip() + "." for s in MONOLOGUE.split(".") if s.strip()]
+
+
+MONOLOGUE_SENTENCES.extend(_sentences())
+
+if __name__ == "__main__":
+    main()
