@@ -81,7 +81,7 @@ def test_doctor_without_a_sound_server_says_there_is_no_audio_output(tmp_path: P
     names = [line[5:].partition(":")[0] for line in result.stdout.splitlines()[:-1]]
     assert names == ["config", "audio output", "Kokoro", "voice", "Local LLM servers", "LLM",
                      "Answer quality", "hotkeys", "microphone", "speech recognition",
-                     "display", "log"]
+                     "hands-free", "display", "log"]
 
 
 def test_the_probes_load_only_when_they_run() -> None:

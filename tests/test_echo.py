@@ -166,3 +166,31 @@ def test_what_a_short_utterance_over_a_reply_means(heard: str, kind: str) -> Non
 ])
 def test_the_wake_phrase_is_taken_off_the_question(heard: str, question: str) -> None:
     assert strip_wake_phrase(heard, "Okay Nabu") == question
+
+
+def test_doctor_says_when_the_microphone_opens_and_warns_without_echo_cancellation() -> None:
+    from agent.config import Config
+    from agent.listen.doctor import check_hands_free
+
+    cfg = Config()
+    line = check_hands_free(cfg)
+    assert line.status.value == "ok" and line.detail.startswith("off; microphone opens for push-to-talk")
+    cfg.listen.talk_over, cfg.listen.wake_word = True, "hey_jarvis"
+    line = check_hands_free(cfg)
+    assert line.status.value == "ok", line
+    assert "talk-over" in line.detail and '"Hey Jarvis"' in line.detail
+    assert "Apache-2.0" in line.detail and "echo cancellation on" in line.detail
+    cfg.listen.echo_cancellation = False
+    line = check_hands_free(cfg)
+    assert line.status.value == "warn" and "hears itself" in line.detail
+
+
+def test_wake_words_command_lists_the_models_with_their_licences(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli.parser import build_parser
+
+    args = build_parser().parse_args(["wake-words"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "hey_jarvis" in out and "Apache-2.0" in out
+    assert "hey_jarvis_oww" in out and "non-commercial" in out

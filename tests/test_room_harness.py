@@ -232,8 +232,8 @@ def play_and_wait(speaker: Speaker, listener: Listener, samples: np.ndarray) -> 
 
 @pytest.fixture
 def room(virtual_mic: VirtualMicrophone) -> Iterator[Room]:
-    """A fresh room on the session's virtual microphone. (When tests/conftest.py gets the
-    same fixture, for other test files, this one can go: a module's fixture overrides it.)"""
+    """A fresh room for each test here (conftest's is one per module): these tests switch the
+    echo, read its statistics and measure its delay, each from a known start."""
     reinitialise_portaudio()  # PortAudio reads the tests' ALSA configuration at start
     virtual_mic.wait_until_said()
     with Room(virtual_mic) as simulated:
