@@ -70,10 +70,30 @@ def main() -> None:
     def synth(text: str, voice: str) -> np.ndarray:
         return np.asarray(engine.synthesize(text, voice), np.float32)
 
-    results: dict[bool, dict[str, str]] = {}
+    # Every clip is made now, while the agent is idle: its own worker uses the same engine
+    # once it speaks, and one Kokoro session is not run from two threads at once.
+    question_clips = [(question, synth(question, USER_VOICES[i % len(USER_VOICES)]))
+                      for i, question in enumerate(QUESTIONS)]
+    wake_text = f"{rig.assistant.cfg.listen.wake_word.replace('_', ' ')}."
+    wake_clips = [synth(wake_text, voice) for voice in WAKE_VOICES]
+    other_clips: list[tuple[np.ndarray, int]] = []
+    from faster_whisper.audio import decode_audio
+
+    for name in ("beckett.wav", "two_cities.wav"):
+        other_clips.append((decode_audio(str(human_clip(name)), sampling_rate=16_000), 16_000))
+    voices = iter(WAKE_VOICES * 100)
+    other_total = sum(clip.size / rate for clip, rate in other_clips)
+    while other_total < args.other_speech_s:
+        at = len(other_clips) * 3 % len(MONOLOGUE_SENTENCES)
+        text = " ".join((MONOLOGUE_SENTENCES * 2)[at:at + 3])
+        clip = synth(text, next(voices))
+        other_clips.append((clip, 24_000))
+        other_total += clip.size / 24_000
+
+    results: dict[bool, _Printed] = {}
     for echo_on in (True, False):
         rig.set("echo_cancellation", echo_on)
-        column: dict[str, str] = {}
+        column = _Printed(f"echo cancellation {'on' if echo_on else 'off'}")
         # -- the agent alone ------------------------------------------------------------------
         cuts, holds, wakes, spoken = rig.speak_alone(args.speak_s)
         hours = spoken / 3600
@@ -83,11 +103,13 @@ def main() -> None:
         column["wake-ups on own voice /h"] = f"{wakes / hours:.1f} ({wakes})"
         # -- talk-over ------------------------------------------------------------------------
         for relative in (0.0, -6.0):
-            latencies, errors, missed = [], [], 0
+            latencies, errors, missed, cut_itself = [], [], 0, 0
             for trial in range(args.trials):
-                question = QUESTIONS[trial % len(QUESTIONS)]
-                voice = USER_VOICES[trial % len(USER_VOICES)]
-                outcome = rig.talk_over(synth(question, voice), 24_000, relative)
+                question, clip = question_clips[trial % len(question_clips)]
+                outcome = rig.talk_over(clip, 24_000, relative)
+                if outcome.cut_itself:  # on its own voice, before the user said a word
+                    cut_itself += 1
+                    continue
                 if not outcome.detected:
                     missed += 1
                     continue
@@ -95,7 +117,9 @@ def main() -> None:
                     latencies.append(outcome.latency_s)
                 errors.append(wer(question, outcome.transcript))
             label = f"talk-over at {relative:+.0f} dB"
-            column[f"{label}: stopped"] = f"{args.trials - missed}/{args.trials}"
+            column[f"{label}: stopped"] = (f"{args.trials - missed - cut_itself}/{args.trials}"
+                                           + (f" ({cut_itself} cut itself first)"
+                                              if cut_itself else ""))
             column[f"{label}: latency"] = (summary(latencies) if latencies else "-")
             column[f"{label}: WER"] = (f"{statistics.mean(errors):.0%}" if errors else "-")
         results[echo_on] = column
@@ -103,8 +127,7 @@ def main() -> None:
     # -- wake words (echo cancellation on: the agent is idle, so it matters little) ---------
     rig.set("echo_cancellation", True)
     detected = tried = 0
-    for voice in WAKE_VOICES:
-        phrase = synth(f"{rig.assistant.cfg.listen.wake_word.replace('_', ' ')}.", voice)
+    for phrase in wake_clips:
         for gain in WAKE_GAINS_DB:
             before = len(rig.happened.wakes)
             rig.say_into_room(np.concatenate([np.zeros(4800, np.float32), phrase]), 24_000, gain)
@@ -112,21 +135,13 @@ def main() -> None:
             if rig.wait(lambda b=before: len(rig.happened.wakes) > b, timeout=3):
                 detected += 1
                 rig.wait(lambda: rig.state == "idle", timeout=60)
-    wake_column = {"wake word": args.wake_word,
-                   "detected (voices x levels)": f"{detected}/{tried}"}
+    wake_column = _Printed("wake word")
+    wake_column["wake word"] = args.wake_word
+    wake_column["detected (voices x levels)"] = f"{detected}/{tried}"
     before = len(rig.happened.wakes)
     other = 0.0
-    clips = [human_clip("beckett.wav"), human_clip("two_cities.wav")]
     started = time.monotonic()
-    voices = iter(WAKE_VOICES * 100)
-    while other < args.other_speech_s:
-        if clips:
-            from faster_whisper.audio import decode_audio
-
-            clip, rate = decode_audio(str(clips.pop()), sampling_rate=16_000), 16_000
-        else:
-            text = " ".join(MONOLOGUE_SENTENCES[int(other) % len(MONOLOGUE_SENTENCES):][:3])
-            clip, rate = synth(text, next(voices)), 24_000
+    for clip, rate in other_clips:
         rig.say_into_room(clip, rate, -6.0)
         other += clip.size / rate
         rig.wait(lambda: rig.state == "idle", timeout=60)
@@ -160,6 +175,19 @@ def main() -> None:
     if listener is not None and listener.blocks_heard:
         print(f"listener thread: {listener.cpu_s / (listener.blocks_heard * 0.032) * 1000:.1f} "
               "ms of CPU per second of audio")
+
+
+class _Printed(dict[str, str]):
+    """A column of results that prints each as it is measured: a long run that fails late
+    still leaves what it measured."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+    def __setitem__(self, key: str, value: str) -> None:
+        print(f"  [{self.label}] {key}: {value}", flush=True)
+        super().__setitem__(key, value)
 
 
 MONOLOGUE_SENTENCES: list[str] = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agent.audio.player import AudioPlayer
 from harness.microphone import VirtualMicrophone
 from harness.services import HarnessError, wait_for
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from agent.assistant import Assistant
@@ -70,6 +74,7 @@ class TalkOver:
     #                           (the reply holds at once, and is cut while silent)
     transcript: str
     gain_db: float  # the clip's gain, to sit at the level asked for relative to the echo
+    cut_itself: bool = False  # the agent cut its own reply before the user spoke (no AEC)
 
 
 class HandsFreeRig:
@@ -219,12 +224,31 @@ class HandsFreeRig:
         while time.monotonic() < deadline or not self._speaking_settled():
             self.keep_speaking()  # pacing: the agent talks a while, the echo level settles
             time.sleep(0.05)
+            if len(self.happened.talk_overs) > before_t:
+                return self._cut_itself()
             if time.monotonic() > deadline + 30:
                 raise HarnessError("the agent did not keep speaking")
-        player = self.assistant.speech.sink if self.assistant.speech else None
+        sink = self.assistant.speech.sink if self.assistant.speech else None
+        player = sink if isinstance(sink, AudioPlayer) else None
         before_h = len(self.happened.holds)
         asked = time.monotonic()
-        gain = self.room.say(clip, sample_rate, relative_to_echo_db=relative_db)
+        for attempt in range(5):
+            try:
+                gain = self.room.say(clip, sample_rate, relative_to_echo_db=relative_db)
+                break
+            except HarnessError as error:
+                if len(self.happened.talk_overs) > before_t:  # no echo left to match
+                    return self._cut_itself()
+                if "no echo" not in str(error) or attempt == 4:
+                    raise
+                # A gap in the agent's speech (synthesis behind on a busy machine, a short
+                # hold): speak on until there is echo to set the level against.
+                log.info("talk-over: no echo to match yet (%s); speaking on", error)
+                until = time.monotonic() + 2.0
+                while time.monotonic() < until:
+                    self.keep_speaking()
+                    time.sleep(0.05)
+                asked = time.monotonic()
         detected = self.wait(lambda: len(self.happened.talk_overs) > before_t, timeout=10)
         latency = None
         if len(self.happened.holds) > before_h and player is not None \
@@ -240,6 +264,10 @@ class HandsFreeRig:
             self.stop_speaking()
         wait_for(lambda: self.state == "idle", timeout=30, step=0.05)
         return TalkOver(detected, latency, transcript, gain)
+
+    def _cut_itself(self) -> TalkOver:
+        self.stop_speaking()
+        return TalkOver(False, None, "", 0.0, cut_itself=True)
 
     def _speaking_settled(self) -> bool:
         hands_free = self.assistant.hands_free

@@ -148,6 +148,7 @@ class TurnCapture:
 
 
 MAX_TURN_S = 60.0
+NO_PROBABILITIES: Samples = np.zeros(0, np.float32)  # a block the VAD did not look at
 SHORT_LEAD_S = 0.15  # of a short utterance, kept from before the hold
 
 
@@ -351,6 +352,7 @@ class HandsFreeListener:
             maxlen=max(1, round(self.settings.rule.pre_roll_s / (WINDOW_S))))
         capture: TurnCapture | None = None
         holding = False  # the reply is held while the voice over it is judged
+        vad_running = False
         held_from = 0  # where in the capture the hold began, less SHORT_LEAD_S
         while (block := blocks.get()) is not None:
             started = time.thread_time()
@@ -361,7 +363,17 @@ class HandsFreeListener:
                 block = echo.process(block)
             self.level = dbfs(block)
             self.blocks_heard += 1
-            probabilities = vad.feed(block)
+            # The VAD only where a voice matters: a turn being heard, a reply held, or one
+            # that may be talked over. The wake word alone does without it: that is most of
+            # an idle agent's listening, and Silero costs more than the wake word does.
+            if capture is not None or holding or (self.settings.talk_over
+                                                  and self.speaking()):
+                if not vad_running:
+                    vad.reset()
+                    vad_running = True
+                probabilities = vad.feed(block)
+            else:
+                vad_running, probabilities = False, NO_PROBABILITIES
             if self.on_block is not None:
                 self.on_block(raw, block, probabilities)
             if self.suspended.is_set():  # push-to-talk has the user's words
