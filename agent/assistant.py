@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agent import config as config_module
 from agent.audio.devices import NoAudioDevice
 from agent.config import Config
-from agent.conversation import Conversation
+from agent.conversation import Attachment, Conversation
 from agent.events import AgentState, EventBus, MicrophoneChanged, Notice, SettingsChanged
 from agent.first_run import step_notices
 from agent.hands_free import HandsFree, MicrophoneUse, strip_wake_phrase
@@ -31,6 +31,7 @@ from agent.llm.choice import AutoPick, auto_pick, found_server_in_use, llm_setti
 from agent.llm.scan import ScanResult
 from agent.llm.scan import scan as scan_servers
 from agent.logs import TurnTimer
+from agent.read_aloud import ReadAloud
 from agent.speech import SpeechPipeline
 from agent.state import AgentStatus, CoreLoop
 
@@ -142,6 +143,9 @@ class Assistant:
         # Talk-over and the wake word ([listen]): made when either is on.
         self.hands_free: HandsFree | None = None
         self._hands_free_lock = threading.Lock()
+        # Reading aloud (the selection, the clipboard, files): made once speech has loaded.
+        self.read_aloud: ReadAloud | None = None
+        self._attachment: Attachment | None = None  # "ask about it": for the next question
         self._loader = threading.Thread(target=self._load, name="model-loader", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -193,6 +197,8 @@ class Assistant:
                     speech.close()
                 return
             self.speech, self.conversation = speech, conversation
+            if speech is not None:
+                self.read_aloud = ReadAloud(speech, self.bus, self._end_reply)
             self.backend_description = backend.description
             self.backend_label = backend.label
             pending, self._pending = self._pending, []
@@ -271,6 +277,8 @@ class Assistant:
             hands_free, self.hands_free = self.hands_free, None
         if hands_free is not None:
             hands_free.close()
+        if self.read_aloud is not None:
+            self.read_aloud.close()
         if conversation is not None:
             conversation.close(timeout=1.0)
         if speech is not None:
@@ -285,9 +293,34 @@ class Assistant:
         return self.status.shown
 
     def submit(self, text: str) -> None:
-        """The user's words, to the conversation (they wait for the current reply)."""
+        """The user's words, to the conversation (they wait for the current reply; a text
+        being read stops, to be resumed from its sentence). A text attached by "ask about
+        it" goes with them."""
         self.reload_settings()
+        if self.read_aloud is not None:
+            self.read_aloud.stop()
+        with self._lock:
+            attachment, self._attachment = self._attachment, None
+            conversation = self.conversation
+        if attachment is not None and conversation is not None:
+            conversation.submit(text, attachment)
+            return
         self._route("submit", text)
+
+    def attach(self, text: str, origin: str) -> Attachment | None:
+        """Ask about it: `text` goes with the next question (typed, spoken, or "Explain
+        this"); None, with a notice, if there is no text."""
+        if not text.strip():
+            self._notice(f"Nothing to ask about: {origin} is empty.")
+            return None
+        attachment = Attachment(origin, text)
+        with self._lock:
+            self._attachment = attachment
+        return attachment
+
+    @property
+    def attachment(self) -> Attachment | None:
+        return self._attachment
 
     def reload_settings(self) -> tuple[str, ...]:
         """Apply the settings file if it was edited since it was read (the user changed it
@@ -376,6 +409,30 @@ class Assistant:
         conversation = self.conversation
         if conversation is not None:  # thread-safe: cuts the audio now, then the reply
             conversation.interrupt()
+
+    # -- reading aloud ----------------------------------------------------------------------
+
+    def read_text(self, text: str, origin: str) -> bool:
+        """Read `text` aloud (the selection, the clipboard, standard input)."""
+        reading = self._reading()
+        return reading is not None and reading.read_text(text, origin)
+
+    def read_file(self, path: Path) -> bool:
+        reading = self._reading()
+        return reading is not None and reading.read_file(path)
+
+    def _reading(self) -> ReadAloud | None:
+        if self.read_aloud is None:
+            self._notice("Reading aloud needs speech, which has not loaded"
+                         + ("" if self.ready.is_set() else " yet: try again in a moment")
+                         + ".")
+        return self.read_aloud
+
+    def _end_reply(self) -> None:
+        """Before a reading starts: a reply being thought or spoken ends (it is in the
+        history as far as it was heard)."""
+        if self.state in (AgentState.THINKING, AgentState.SPEAKING):
+            self.interrupt()
 
     def set_voice(self, voice: str) -> str:
         """Speak with `voice` from the next clause on; returns the voice that will actually

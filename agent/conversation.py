@@ -32,6 +32,7 @@ from agent.events import (
 )
 from agent.history import History, HistoryEntry, HistoryNotSaved
 from agent.llm.base import ChatBackend, LLMError, Message
+from agent.llm.budget import attachment_budget, clip_to_budget
 from agent.speech import SpeechPipeline
 from agent.state import WAITER_THREAD_NAME, WAITER_THREADS, AgentStatus, CoreLoop
 from agent.text import ChunkLimits, ClauseChunker
@@ -53,6 +54,22 @@ REPLY_CHUNKING: ChunkLimits = {"first_chunk_min_words": 2, "first_chunk_max_word
                                 "second_chunk_max_words": 3,
                                 "later_chunk_max_words": (5, 7, 9, 12, 16),
                                 "max_chunk_chars": 150}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A text a question is about (the selection, what is being read): it goes to the LLM
+    as far as the model's context allows; the history keeps a short note of it instead."""
+
+    origin: str  # "the selection"
+    text: str
+
+    @property
+    def words(self) -> int:
+        return len(self.text.split())
+
+    def summary(self) -> str:
+        return f"about {self.origin}: {self.words} words"
 
 
 @dataclass
@@ -97,7 +114,7 @@ class Conversation:
         # Muted: replies are shown, not spoken (takes effect from the next reply).
         self.mute = False
         self._loop = self.core.loop
-        self._inputs: asyncio.Queue[str] | None = None
+        self._inputs: asyncio.Queue[tuple[str, Attachment | None]] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._reply_task: asyncio.Task[None] | None = None
         self._reply: _Reply | None = None
@@ -172,8 +189,9 @@ class Conversation:
 
     # -- what callers use (any thread) -------------------------------------------------------
 
-    def submit(self, text: str) -> None:
-        """Queue the user's words; they wait for the current turn (or barge in)."""
+    def submit(self, text: str, attachment: Attachment | None = None) -> None:
+        """Queue the user's words; they wait for the current turn (or barge in).
+        `attachment`: a text the question is about (the selection)."""
         text = text.strip()
         if not text:
             return
@@ -181,11 +199,11 @@ class Conversation:
             self._submitted += 1
         if self.settings.barge_in and self.state in (AgentState.THINKING, AgentState.SPEAKING):
             self.interrupt()
-        self.core.call(self._put_input, text)
+        self.core.call(self._put_input, text, attachment)
 
-    def _put_input(self, text: str) -> None:
+    def _put_input(self, text: str, attachment: Attachment | None) -> None:
         assert self._inputs is not None
-        self._inputs.put_nowait(text)
+        self._inputs.put_nowait((text, attachment))
 
     def interrupt(self) -> None:
         """Stop the reply now: cut the audio (a fade within one block), cancel the LLM
@@ -234,9 +252,9 @@ class Conversation:
     async def _run_turns(self) -> None:
         assert self._inputs is not None
         while True:
-            text = await self._inputs.get()
+            text, attachment = await self._inputs.get()
             try:
-                await self._take_turn(text)
+                await self._take_turn(text, attachment)
             except Exception as error:  # a bug must not end the conversation
                 log.exception("turn failed")
                 self._set_state(AgentState.ERROR, self._turn, f"internal error: {error}")
@@ -245,17 +263,25 @@ class Conversation:
                     self._finished += 1
                     self._done.notify_all()
 
-    async def _take_turn(self, text: str) -> None:
+    async def _take_turn(self, text: str, attachment: Attachment | None = None) -> None:
         speech = self.speech
         if speech is not None and speech.busy:
             # The original design's wait_for_speaking_complete: an interrupt ends it early.
             await asyncio.to_thread(speech.wait_until_done)
         self._turn += 1
         turn = self._turn
-        self.bus.publish(UserSaid(text, turn))
-        self._record(HistoryEntry("user", text), turn)
+        self.bus.publish(UserSaid(text if attachment is None
+                                  else f"{text} [{attachment.summary()}]", turn))
+        self._record(HistoryEntry("user", text if attachment is None
+                                  else f"{text} [{attachment.summary()}]"), turn)
         messages = [Message("system", self.system_prompt), *self.history.context(
             self.settings.history_turns, self.settings.history_chars)]
+        if attachment is not None:  # the text itself goes to the LLM, not to the history
+            asked = await self._with_attachment(text, attachment, messages, turn)
+            if messages[-1].role == "user":
+                messages[-1] = asked
+            else:
+                messages.append(asked)
         reply = _Reply(turn, speech.turn if speech is not None else 0,
                        spoken=speech is not None and not self.mute)
         self._reply = reply
@@ -321,6 +347,20 @@ class Conversation:
             self._set_state(AgentState.ERROR, turn, self._history_problem)
         else:
             self._set_state(AgentState.IDLE, turn)
+
+    async def _with_attachment(self, question: str, attachment: Attachment,
+                               messages: list[Message], turn: int) -> Message:
+        """The question with as much of the attached text as the model's context holds."""
+        budget = await attachment_budget(self.backend, messages, attachment.text)
+        sent = clip_to_budget(attachment.text, budget.chars)
+        log.info("asking about %s: %s", attachment.origin, budget.describe())
+        if len(sent) < len(attachment.text):
+            self.bus.publish(Notice(
+                f"Only the first {len(sent.split())} of {attachment.words} words of "
+                f"{attachment.origin} fit the model's context ({budget.window} tokens); the "
+                "question is about those.", turn))
+        return Message("user", f"{question}\n\nThe text ({attachment.origin}):\n"
+                               f"\"\"\"\n{sent}\n\"\"\"")
 
     def _record(self, entry: HistoryEntry, turn: int) -> None:
         """Add to the history; a failed write (a full disk) is shown, and the turn goes on:

@@ -78,8 +78,21 @@ class MicrophoneChanged:
     description: str  # "microphone open (wake word okay_nabu; echo cancellation on)"
 
 
+@dataclass(frozen=True)
+class ReadingStatus:
+    """A text being read aloud (agent.reader): what the overlay and the tray show of it."""
+
+    origin: str = ""  # "the selection", "notes.pdf"
+    passage: str = ""  # the sentence being read (or cut, or paused on)
+    index: int = -1  # its number in the text, from 0
+    active: bool = False  # being read (paused or not)
+    paused: bool = False
+    resumable: bool = False  # stopped part way: "Resume reading" goes on from `index`
+    finished: bool = False  # read to the end
+
+
 AgentEvent = (StateChanged | UserSaid | ReplyDelta | ReplyDone | Notice | SettingsChanged
-              | MicrophoneChanged)
+              | MicrophoneChanged | ReadingStatus)
 AgentListener = Callable[[AgentEvent], None]
 
 

@@ -198,6 +198,11 @@ class SpeechPipeline:
     def busy(self) -> bool:
         return self._pending > 0
 
+    def pending_in_turn(self, turn: int) -> int:
+        """Clauses of `turn` queued and not yet played, cut or dropped."""
+        with self._cond:
+            return self._pending_by_turn.get(turn, 0)
+
     @property
     def pending(self) -> int:
         """Clauses queued and not yet played, cut or dropped."""

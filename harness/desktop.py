@@ -252,6 +252,7 @@ class EvdevKeyboard:
     KEY_ESC = 1
     KEY_1, KEY_2 = 2, 3
     KEY_Q, KEY_W, KEY_E, KEY_R, KEY_T = 16, 17, 18, 19, 20
+    KEY_P = 25
     KEY_ENTER = 28
     KEY_LEFTCTRL = 29
     KEY_A, KEY_S, KEY_D, KEY_F = 30, 31, 32, 33

@@ -244,3 +244,23 @@ def test_a_cut_while_held_ends_the_reply_and_the_next_turn_plays(audio_tap: Path
         assert not player.held
         player.enqueue(AudioChunk(tone(0.3, 300, 5), turn=1, seq=1))
         assert recorder.wait(PlaybackKind.FINISHED)[0].turn == 1
+
+
+def test_a_pause_and_a_talk_over_hold_are_released_each_on_its_own(audio_tap: Path) -> None:
+    """A cough judged while the reading is paused lets talk-over go; the pause stays."""
+    recorder = PlaybackRecorder()
+    with AudioPlayer(blocksize=256, fade_ms=5.0) as player:
+        player.add_listener(recorder)
+        player.enqueue(AudioChunk(tone(2.0, 440, 6), turn=0, seq=0))
+        recorder.wait(PlaybackKind.STARTED)
+        player.hold("pause")
+        player.hold("talk-over")
+        assert wait_for(lambda: player.held, 2)
+        player.release("talk-over")
+        assert player.holding == {"pause"}
+        written = player.frames_written
+        assert wait_for(lambda: player.frames_written > written + SR // 4, 5)
+        assert player.held  # still silent: the pause holds
+        player.release("pause")
+        assert wait_for(lambda: not player.held, 2)
+        recorder.wait(PlaybackKind.FINISHED)

@@ -270,12 +270,15 @@ def test_every_command_round_trips(runtime: Path, transport: Transport) -> None:
         "an unknown command never reaches the handler"
     assert unknown == unknown_command_reply("dance")
     assert unknown.message == ("unknown command 'dance'; known: show, talk, listen, interrupt, "
-                               "say, quit, status")
+                               "say, read, pause, resume, next-sentence, previous-sentence, "
+                               "explain, quit, status")
 
 
 def test_the_commands_are_the_tables() -> None:
     assert tuple(command.name for command in AGENT_COMMANDS) == COMMANDS
-    assert set(COMMANDS) == {"show", "talk", "listen", "interrupt", "say", "quit", "status"}
+    assert set(COMMANDS) == {"show", "talk", "listen", "interrupt", "say", "read", "pause",
+                             "resume", "next-sentence", "previous-sentence", "explain", "quit",
+                             "status"}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

@@ -61,9 +61,11 @@ class AudioPlayer:
         # Written by cut() on the caller's thread, read by the callback.
         self._cut_requests = 0
         self._min_turn = 0
-        # Written by hold()/release(): the callback fades out and plays zeros, keeping its
-        # place, until released (talk-over: the user may be speaking).
-        self._hold_wanted = False
+        # Written by hold()/release() (a new frozenset each time, under the lock), read by
+        # the callback: while any reason holds, it fades out and plays zeros, keeping its
+        # place (talk-over: the user may be speaking; a reading paused by the user).
+        self._holds: frozenset[str] = frozenset()
+        self._holds_lock = threading.Lock()
         self._held = False  # owned by the callback
         self._hold_fade_left = 0  # owned by the callback
         # Owned by the callback.
@@ -231,15 +233,23 @@ class AudioPlayer:
                 self._running = False
                 log.debug("audio stream paused (idle)")
 
-    def hold(self) -> None:
+    def hold(self, reason: str = "talk-over") -> None:
         """Fade out within one block and play silence, keeping the place: `release()` goes
         on from there, `cut()` ends it. For talk-over: the user's voice was heard, and the
-        reply holds its breath while we find out whether they are talking."""
-        self._hold_wanted = True
+        reply holds its breath while we find out whether they are talking; for a pause.
+        Each reason is released on its own: a cough judged during a pause does not resume."""
+        with self._holds_lock:
+            self._holds = self._holds | {reason}
 
-    def release(self) -> None:
-        """Go on playing after `hold()` (a cough, a "mm-hmm": not a question)."""
-        self._hold_wanted = False
+    def release(self, reason: str = "talk-over") -> None:
+        """Go on playing after `hold(reason)` (a cough, a "mm-hmm": not a question)."""
+        with self._holds_lock:
+            self._holds = self._holds - {reason}
+
+    @property
+    def holding(self) -> frozenset[str]:
+        """The reasons asked to hold now (the callback follows within a block)."""
+        return self._holds
 
     @property
     def held(self) -> bool:
@@ -269,9 +279,10 @@ class AudioPlayer:
                 else:
                     self._fade_left = self.fade_samples
                     self._hold_fade_left = 0
-            self._hold_wanted = self._held = False  # a cut ends a hold: the next turn plays
-        if self._hold_wanted != self._held:
-            self._held = self._hold_wanted
+            self._holds, self._held = frozenset(), False  # a cut ends a hold: the next turn plays
+        wanted = bool(self._holds)
+        if wanted != self._held:
+            self._held = wanted
             if self._held and self._current is not None and not self._fade_left:
                 self._hold_fade_left = self.fade_samples
                 self.last_hold = (time.monotonic(), timeinfo.outputBufferDacTime,

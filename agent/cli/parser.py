@@ -17,6 +17,7 @@ from agent.cli.chat import cmd_ask, cmd_chat
 from agent.cli.config import add_config_parser
 from agent.cli.listing import cmd_devices, cmd_history, cmd_models, cmd_voices
 from agent.cli.llm import add_llm_parser
+from agent.cli.reading import add_read_parser
 from agent.cli.running import cmd_control, cmd_run
 from agent.cli.speaking import cmd_dialogue, cmd_say
 from agent.cli.table import AGENT_COMMANDS, AGENT_COMMANDS_BY_NAME, CommandLine
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     _speech_options(say)
     say.add_argument("text", nargs="+", metavar="TEXT")
     say.set_defaults(func=cmd_say)
+
+    add_read_parser(sub, _speech_options, AGENT_COMMANDS_BY_NAME["read"].help)
 
     dialogue = sub.add_parser("dialogue", help="speak a script of 'Speaker: text' lines")
     _speech_options(dialogue)

@@ -63,6 +63,14 @@ AGENT_COMMANDS: tuple[AgentCommand, ...] = (
     AgentCommand("say", "speak text (TEXT - reads standard input)",
                  command_line=CommandLine.SEND_OR_DO_HERE, takes_text=True,
                  accepted="speaking in the running agent"),
+    AgentCommand("read", "read the selection aloud (--clipboard, FILE, or - for standard "
+                 "input; with no agent running: read here)",
+                 command_line=CommandLine.SEND_OR_DO_HERE, accepted="reading in the running agent"),
+    AgentCommand("pause", "pause the text being read aloud, or go on"),
+    AgentCommand("resume", "go on reading from the sentence that was cut"),
+    AgentCommand("next-sentence", "skip to the next sentence of the text being read"),
+    AgentCommand("previous-sentence", "go back a sentence in the text being read"),
+    AgentCommand("explain", "ask the running agent to explain the selection"),
     AgentCommand("quit", "quit the running agent"),
     # Its reply is the state itself (idle, speaking...), not `accepted_reply`.
     AgentCommand("status", "print the running agent's state"),

@@ -23,6 +23,7 @@ from agent.config.values import (
     valid_api_key,
     valid_device,
     valid_hotkey,
+    valid_hotkey_or_off,
     valid_language,
     valid_url,
     valid_voice,
@@ -169,6 +170,11 @@ class HotkeysConfig:
     # Key combinations in the `keyboard` library's spelling ("ctrl+alt+space").
     talk: str = setting("ctrl+alt+space", check=valid_hotkey)
     interrupt: str = setting("ctrl+alt+x", check=valid_hotkey)
+    # Reading aloud: read the selection; pause it or go on; ask about the selection (it goes
+    # with the next question: typed, spoken, or Enter for "Explain this"). "" turns one off.
+    read: str = setting("ctrl+alt+r", check=valid_hotkey_or_off)
+    pause: str = setting("ctrl+alt+p", check=valid_hotkey_or_off)
+    ask: str = setting("ctrl+alt+e", check=valid_hotkey_or_off)
     # "auto" (the first that can run here), "keyboard", "pynput" or "none" (use the desktop's
     # own shortcut settings to run `voice-agent talk` / `voice-agent interrupt`).
     backend: str = setting("auto", choices=("auto", "keyboard", "pynput", "none"))

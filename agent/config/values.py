@@ -151,3 +151,8 @@ def valid_hotkey(dotted: str, value: str, _context: CheckContext) -> str:
     except ValueError as error:
         raise SettingError(str(error).rstrip(".")) from None
     return value
+
+
+def valid_hotkey_or_off(dotted: str, value: str, context: CheckContext) -> str:
+    """A chord, or "" for none (a key the user does not want taken)."""
+    return value if not value.strip() else valid_hotkey(dotted, value, context)

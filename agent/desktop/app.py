@@ -42,12 +42,14 @@ from agent.desktop.autostart import Autostart
 from agent.desktop.hotkeys import Binding, choose_backend, describe, parse_hotkey
 from agent.desktop.llm_menu import DownloadState, ModelDownload, downloaded_models, llm_entries
 from agent.desktop.overlay import Overlay, OverlayActions
+from agent.desktop.selection import DEFAULT_MAX_BYTES, SelectionError, SelectionReader
 from agent.desktop.tray import Tray, TrayModel
 from agent.events import (
     AgentState,
     EventBus,
     MicrophoneChanged,
     Notice,
+    ReadingStatus,
     SettingsChanged,
     StateChanged,
 )
@@ -55,9 +57,11 @@ from agent.first_run import first_run_needed, run_first_time, step_notices
 from agent.llm import catalog
 from agent.llm.base import LLMError
 from agent.llm.choice import llm_settings, model_file_choice
+from agent.read_aloud import ReadAloud, ReadSource
 
 log = logging.getLogger(__name__)
 
+EXPLAIN = "Explain this."  # the question when the user asks nothing else about a text
 INTERRUPTED_SHOWN_S = 1.0  # the tray shows "interrupted" this long, then the real state
 
 
@@ -136,7 +140,11 @@ class DesktopApp:
         self.assistant = Assistant(cfg, self.bus)
         self.overlay = Overlay(self.root, OverlayActions(
             self.assistant.submit, self.assistant.interrupt,
-            lambda: self.assistant.listen_level), cfg.overlay)
+            lambda: self.assistant.listen_level,
+            pause_reading=lambda: self.post(cmd.PauseReading()),
+            skip_reading=lambda passages: self.post(cmd.SkipReading(passages)),
+            ask_about_reading=lambda: self.post(cmd.AskAbout("reading")),
+            default_question=EXPLAIN), cfg.overlay)
         self.autostart = Autostart()
         self.model = TrayModel(autostart=self.autostart.is_enabled())  # voices: once loaded
         self._download: ModelDownload | None = None  # the LLM menu's model download
@@ -144,6 +152,11 @@ class DesktopApp:
         self._mirror_settings()
         self.tray = Tray(self.post, self.model)
         self.hotkeys = choose_backend(cfg.hotkeys.backend)
+        read_key = cfg.hotkeys.read.strip()
+        self.selection = SelectionReader(
+            self.root, lambda job: self.mailbox.post(cmd.RunOnTk(job)),
+            retry=f"press {read_key}" if read_key else "use Read selection in the tray menu")
+        log.info("read aloud: %s", self.selection.describe())
         self.control = ControlServer(self._on_control)
         self._latest_state = (AgentState.IDLE, "")
         self._interrupted_job: str | None = None
@@ -216,6 +229,26 @@ class DesktopApp:
             talk: Binding(lambda: self.post(cmd.TalkPressed()),
                           lambda: self.post(cmd.TalkReleased())),
             interrupt: lambda: self.post(cmd.Interrupt())}
+        taken = {parsed_talk.keyboard_spelling: "talk",
+                 parsed_interrupt.keyboard_spelling: "interrupt"}
+        reading_keys: tuple[tuple[str, str, Callable[[], None]], ...] = (
+            ("read", self.cfg.hotkeys.read, lambda: self.post(cmd.Read())),
+            ("pause", self.cfg.hotkeys.pause, lambda: self.post(cmd.PauseReading())),
+            ("ask", self.cfg.hotkeys.ask, lambda: self.post(cmd.AskAbout())))
+        for name, chord, action in reading_keys:
+            if not chord.strip():
+                continue  # turned off
+            try:
+                spelling = parse_hotkey(chord, f"hotkeys.{name}").keyboard_spelling
+            except ValueError as error:
+                self._notice(f"{error}. The {name} key is off until the settings are fixed.")
+                continue
+            if spelling in taken:
+                self._notice(f"hotkeys.{name} is {chord!r}, the {taken[spelling]} key too: "
+                             f"the {name} key is off until you give it another chord.")
+                continue
+            taken[spelling] = name
+            bindings[chord] = action
 
         def start() -> None:
             try:
@@ -294,6 +327,13 @@ class DesktopApp:
                     self._show_state(event.state, event.message)
                 elif isinstance(event, MicrophoneChanged):
                     self.tray.show_microphone(event.is_open, event.description)
+                elif isinstance(event, ReadingStatus):
+                    was = self.model.reading
+                    self.model.reading = event
+                    _log_reading(was, event)
+                    if (was.active, was.paused, was.resumable) != (
+                            event.active, event.paused, event.resumable):
+                        self.tray.refresh_menu()
                 self.overlay.on_event(event)
             case cmd.Talk():
                 self.overlay.show(focus=True)
@@ -307,6 +347,18 @@ class DesktopApp:
                 self.overlay.show(focus=False)
             case cmd.Say(text):
                 self.assistant.say(text)
+            case cmd.Read(kind, value):
+                self._read(kind, value)
+            case cmd.RunOnTk(job):
+                job()
+            case cmd.AskAbout(what, question):
+                self._ask_about(what, question)
+            case cmd.PauseReading():
+                self._with_reading(lambda reading: reading.toggle_pause())
+            case cmd.ResumeReading():
+                self._with_reading(lambda reading: reading.resume())
+            case cmd.SkipReading(passages):
+                self._with_reading(lambda reading: reading.skip(passages))
             case cmd.Quit():
                 self.quit()
             case cmd.SetVoice(voice):
@@ -368,6 +420,83 @@ class DesktopApp:
         """The overlay's header: the voice that speaks and the LLM."""
         self.overlay.set_details(self.model.voice, self.assistant.backend_label
                                  or "loading the models…")
+
+    # -- reading aloud ---------------------------------------------------------------------------
+
+    def _read(self, kind: str, value: str) -> None:
+        """Read the selection or the clipboard, a file or a text. The selection is got off
+        the Tk thread (an owner may take its time; our own overlay's selection is answered
+        by the Tk thread); nothing selected, an image, a dead owner: said in the overlay."""
+        self.overlay.show(focus=False)
+        if kind == "file":
+            self.assistant.read_file(Path(value))
+        elif kind == "text":
+            self.assistant.read_text(value, "standard input")
+        else:
+            threading.Thread(target=self._read_selection, args=(kind == "clipboard",),
+                             name="read-selection", daemon=True).start()
+
+    def _read_selection(self, clipboard: bool) -> None:
+        try:
+            selection = self.selection.clipboard() if clipboard else self.selection.primary()
+        except SelectionError as error:
+            self._notice_from_thread(str(error))
+            return
+        if selection.truncated:
+            self._notice_from_thread(
+                f"The {selection.source} is over {DEFAULT_MAX_BYTES >> 20} MB: reading its "
+                "beginning. Save it to a file for all of it (voice-agent read FILE).")
+        origin = {"primary selection": "the selection"}.get(selection.source,
+                                                             f"the {selection.source}")
+        self.assistant.read_text(selection.text, origin)
+
+    def _ask_about(self, what: str, question: str) -> None:
+        """Attach the selection (got off the Tk thread) or what is being read to the next
+        question; with `question`, ask it at once."""
+        if what == "reading":
+            reading = self.assistant.read_aloud
+            origin, text = reading.text_to_ask_about() if reading is not None else ("", "")
+            if not text:
+                self._notice("Nothing is being read to ask about.")
+                return
+            self._attach(text, origin, question)
+            return
+
+        def get() -> None:
+            try:
+                selection = self.selection.primary()
+            except SelectionError as error:
+                self._notice_from_thread(str(error))
+                return
+            origin = {"primary selection": "the selection"}.get(selection.source,
+                                                                 f"the {selection.source}")
+            self.mailbox.post(cmd.RunOnTk(lambda: self._attach(selection.text, origin,
+                                                               question)))
+
+        threading.Thread(target=get, name="ask-selection", daemon=True).start()
+
+    def _notice_from_thread(self, message: str) -> None:
+        log.info("%s", message)
+        self.mailbox.post(cmd.FromCore(Notice(message)))
+
+    def _attach(self, text: str, origin: str, question: str) -> None:
+        attachment = self.assistant.attach(text, origin)
+        if attachment is None:
+            return
+        if question:
+            self.assistant.submit(question)
+            self.overlay.show(focus=False)
+            return
+        self.overlay.set_attachment(f"📎 {attachment.summary()}: type or hold the talk key "
+                                    f"to ask; Enter alone asks “{EXPLAIN}”")
+        self.overlay.show(focus=True)
+
+    def _with_reading(self, act: Callable[[ReadAloud], bool]) -> None:
+        reading = self.assistant.read_aloud
+        if reading is None:
+            self._notice("Nothing is being read.")
+            return
+        act(reading)
 
     # -- push-to-talk ----------------------------------------------------------------------------
 
@@ -562,6 +691,19 @@ class DesktopApp:
                 self.post(cmd.Listen())
             case "say":
                 self.post(cmd.Say(request.text))
+            case "read":
+                source = ReadSource.decode(request.text)
+                self.post(cmd.Read(source.kind, source.value))
+            case "pause":
+                self.post(cmd.PauseReading())
+            case "resume":
+                self.post(cmd.ResumeReading())
+            case "next-sentence":
+                self.post(cmd.SkipReading(1))
+            case "previous-sentence":
+                self.post(cmd.SkipReading(-1))
+            case "explain":
+                self.post(cmd.AskAbout(question=EXPLAIN))
             case "quit":
                 self.post(cmd.Quit())
             case _:  # added to the table, not yet here: say so rather than pretend
@@ -569,6 +711,20 @@ class DesktopApp:
                           command.name)
                 return ControlReply(False, f"{command.name}: this agent cannot do that yet")
         return ControlReply(True, command.accepted_reply)
+
+def _log_reading(was: ReadingStatus, now: ReadingStatus) -> None:
+    """What the reading did, by sentence number (never the text: it may be private)."""
+    if now.active and not was.active:
+        log.info("reading %s: started at sentence %d", now.origin, now.index + 1)
+    elif now.active and now.paused != was.paused:
+        log.info("reading: %s at sentence %d", "paused" if now.paused else "resumed",
+                 now.index + 1)
+    elif now.active and now.index != was.index:
+        log.info("reading: sentence %d", now.index + 1)
+    elif not now.active and was.active:
+        log.info("reading: %s at sentence %d", "finished" if now.finished else "stopped",
+                 now.index + 1)
+
 
 def open_in_editor(path: Path) -> bool:
     """Open `path` with the desktop's program for it; False if there is none."""

@@ -3,6 +3,7 @@ core's event bus) and carried out one at a time on the Tk thread."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,46 @@ class Interrupt:
 @dataclass(frozen=True)
 class Say:
     text: str
+
+
+@dataclass(frozen=True)
+class Read:
+    """Read aloud: the selection (the read key, the tray), the clipboard, a file or a text
+    (`voice-agent read`)."""
+
+    kind: str = "selection"  # "selection", "clipboard", "file", "text" (ReadSource.kind)
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class RunOnTk:
+    """Run `job` on the Tk thread (the clipboard, on Windows and macOS, is Tk's)."""
+
+    job: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class AskAbout:
+    """Ask about it: the selection (the ask key, `voice-agent explain`) or what is being
+    read (the overlay's Ask) goes with the next question; `question` asks at once."""
+
+    what: str = "selection"  # or "reading"
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class PauseReading:
+    """Pause the text being read, or go on (the pause key, the overlay, `voice-agent pause`)."""
+
+
+@dataclass(frozen=True)
+class ResumeReading:
+    """Go on from the sentence that was cut (the tray's "Resume reading")."""
+
+
+@dataclass(frozen=True)
+class SkipReading:
+    passages: int  # 1: the next sentence; -1: the one before
 
 
 @dataclass(frozen=True)
@@ -154,7 +195,8 @@ class ModelsReady:
     """The background loader has finished."""
 
 
-Command = (Talk | TalkPressed | TalkReleased | Listen | Show | Interrupt | Say | Quit
+Command = (Talk | TalkPressed | TalkReleased | Listen | Show | Interrupt | Say | Read
+           | RunOnTk | AskAbout | PauseReading | ResumeReading | SkipReading | Quit
            | SetVoice | PreviewVoice | SetSpeed | SetMute | SetListen | SetBackend | SetAutostart
            | OpenSettings
            | ShowHistory | FromCore | ModelsReady | UseLLM | ScanServers | ServersScanned

@@ -21,6 +21,7 @@ from agent.events import (
     AgentState,
     MicrophoneChanged,
     Notice,
+    ReadingStatus,
     ReplyDelta,
     ReplyDone,
     StateChanged,
@@ -42,6 +43,11 @@ class OverlayActions:
     submit: Callable[[str], None]
     interrupt: Callable[[], None]
     level: Callable[[], float] = lambda: -90.0  # the microphone, dBFS, while listening
+    # Reading aloud: pause or go on; skip (+1 next sentence, -1 back); ask about the text.
+    pause_reading: Callable[[], None] = lambda: None
+    skip_reading: Callable[[int], None] = lambda passages: None
+    ask_about_reading: Callable[[], None] = lambda: None
+    default_question: str = "Explain this."  # Enter on an empty line with a text attached
 
 
 def give_x11_focus(window_id: int) -> None:
@@ -105,6 +111,27 @@ class Overlay:
                                anchor="w")
         self.status.pack(side="left", fill="x", expand=True)
 
+        # While a text is read aloud: its sentence, and pause / skip / ask (shown only then).
+        self.reading_bar = tk.Frame(root, bg=BACKGROUND)
+        controls = tk.Frame(self.reading_bar, bg=BACKGROUND)
+        controls.pack(side="right")
+        self.reading_buttons: dict[str, tk.Button] = {}
+        for name, label, action in (
+                ("previous", "⏮", lambda: self.actions.skip_reading(-1)),
+                ("pause", "⏸", self.actions.pause_reading),
+                ("next", "⏭", lambda: self.actions.skip_reading(1)),
+                ("ask", "Ask", self.actions.ask_about_reading)):
+            button = tk.Button(controls, text=label, command=action, bg=BACKGROUND,
+                               fg=FOREGROUND, activebackground="#3c4043", relief="flat",
+                               highlightthickness=0, font=FONT, padx=4)
+            button.pack(side="left")
+            self.reading_buttons[name] = button
+        self.reading_label = tk.Label(self.reading_bar, text="", bg=BACKGROUND, fg=ACCENT,
+                                      font=FONT, anchor="w", justify="left",
+                                      wraplength=WIDTH - 170)
+        self.reading_label.pack(side="left", fill="x", expand=True)
+        self.reading = ReadingStatus()
+
         # The microphone's level while listening (drawn only then).
         self.meter = tk.Canvas(root, height=6, bg=BACKGROUND, highlightthickness=0)
         self._meter_job: str | None = None
@@ -129,6 +156,9 @@ class Overlay:
         # Laid out, or shrunk by the level meter: the newest text is shown again, whole.
         self.text.bind("<Configure>", lambda _event: self._follow())
 
+        self._attachment = ""
+        self.attachment_label = tk.Label(root, text="", bg=BACKGROUND, fg=ACCENT, font=FONT,
+                                         anchor="w", justify="left", wraplength=WIDTH - 20)
         self.entry = tk.Entry(root, bg="#303134", fg=FOREGROUND, insertbackground=FOREGROUND,
                               relief="flat", font=FONT, highlightthickness=0)
         self.entry.pack(fill="x", padx=8, pady=(0, 8))
@@ -209,7 +239,7 @@ class Overlay:
 
     def _hide_if_quiet(self) -> None:
         self._hide_job = None
-        if self.state in BUSY or self.entry.get():
+        if self.state in BUSY or self.entry.get() or self.reading.active:
             self._restart_hide_timer()  # never hide mid-reply or with words half typed
         else:
             self.hide()
@@ -218,10 +248,23 @@ class Overlay:
 
     def _on_return(self, _event: object) -> str:
         text = self.entry.get().strip()
+        if not text and self._attachment:  # a text attached: Enter alone asks about it
+            text = self.actions.default_question
         if text:
             self.entry.delete(0, "end")
+            self.set_attachment("")
             self.actions.submit(text)
         return "break"
+
+    def set_attachment(self, note: str) -> None:
+        """The text the next question is about ("" once asked): shown above the entry."""
+        self._attachment = note
+        if note:
+            self.attachment_label.configure(text=note)
+            if not self.attachment_label.winfo_ismapped():
+                self.attachment_label.pack(fill="x", padx=8, before=self.entry)
+        elif self.attachment_label.winfo_ismapped():
+            self.attachment_label.pack_forget()
 
     def _on_escape(self, _event: object) -> str:
         if self.state in BUSY:
@@ -284,6 +327,7 @@ class Overlay:
                 self._append(f"{event.message}\n", "error", whole=True)
                 self.show()
         elif isinstance(event, UserSaid):
+            self.set_attachment("")  # asked: spoken or typed, the attachment went with it
             self._end_reply()
             self._append(f"You: {event.text}\n", "user", whole=True)
         elif isinstance(event, ReplyDelta):
@@ -303,7 +347,21 @@ class Overlay:
         elif isinstance(event, MicrophoneChanged):  # hands-free: say so while it is open
             self._microphone = "🎤 mic on" if event.is_open else ""
             self._render_status()
+        elif isinstance(event, ReadingStatus):
+            self._show_reading(event)
         self._restart_hide_timer()
+
+    def _show_reading(self, status: ReadingStatus) -> None:
+        """The sentence being read, with its controls, while a text is read (or paused)."""
+        self.reading = status
+        if status.active:
+            if not self.reading_bar.winfo_ismapped():
+                self.reading_bar.pack(fill="x", padx=8, after=self.status.master)
+            where = f"{status.origin} · paused: " if status.paused else f"{status.origin}: "
+            self.reading_label.configure(text=where + status.passage)
+            self.reading_buttons["pause"].configure(text="▶" if status.paused else "⏸")
+        elif self.reading_bar.winfo_ismapped():
+            self.reading_bar.pack_forget()
 
     def _end_reply(self) -> None:
         if self._reply_open:

@@ -29,13 +29,13 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.desktop import commands as cmd
 from agent.desktop.icons import icon_image
 from agent.desktop.llm_menu import SEPARATOR, MenuEntry
-from agent.events import AgentState
+from agent.events import AgentState, ReadingStatus
 from agent.listen.wakeword import WakeWordInfo
 from agent.tts.base import VoiceInfo
 from agent.tts.voices import LANGUAGES, OFFICIAL_VOICES, by_language, parse_blend
@@ -126,6 +126,8 @@ class TrayModel:
     echo_cancellation: bool = True
     wake_word: str = ""
     microphone: str = ""  # "microphone open (wake word okay_nabu; ...)" while open, else ""
+    # Reading aloud: what is being read, and whether it is paused or can be resumed.
+    reading: ReadingStatus = field(default_factory=ReadingStatus)
 
 
 def _icon_class() -> Any:
@@ -271,6 +273,13 @@ class Tray:
             item("Talk", post(cmd.Talk()), default=True),
             item("Interrupt", post(cmd.Interrupt()),
                  enabled=lambda _item: model.state in busy),
+            item("Read selection", post(cmd.Read())),
+            item(lambda _item: "Resume reading" if model.reading.paused or
+                 not model.reading.active else "Pause reading",
+                 post(cmd.PauseReading()),
+                 visible=lambda _item: model.reading.active),
+            item("Resume reading", post(cmd.ResumeReading()),
+                 visible=lambda _item: model.reading.resumable),
             menu.SEPARATOR,
             item(lambda _item: f"Voice: {current_label(model.voice)}" if model.voice else "Voice",
                  menu(lambda: self._voice_items(pystray))),

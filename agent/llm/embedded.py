@@ -198,6 +198,18 @@ class EmbeddedBackend:
     async def warm_up(self, system_prompt: str = "") -> None:
         await asyncio.to_thread(self.load, system_prompt)
 
+    async def context_window(self) -> int | None:
+        return CONTEXT_TOKENS  # what the model is loaded with (n_ctx)
+
+    async def count_tokens(self, text: str) -> int | None:
+        """The model's own tokenizer (loads the model if it is not yet)."""
+        def count() -> int:
+            with self._model.generate_lock:  # not while release() frees it
+                return len(self._loaded().tokenize(text.encode("utf-8"), add_bos=False,
+                                                   special=False))
+
+        return await asyncio.to_thread(count)
+
     def _loaded(self) -> Any:
         shared = self._model
         with shared.load_lock:

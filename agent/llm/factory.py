@@ -28,6 +28,11 @@ class FallbackBackend:
     def label(self) -> str:
         return self.primary.label
 
+    @property
+    def measuring(self) -> ChatBackend:
+        """Whose context the budget is measured on (agent.llm.budget): the server's."""
+        return self.primary
+
     def fallback(self) -> ChatBackend:
         if self._fallback is None:
             self._fallback = self._make_fallback()

@@ -9,6 +9,7 @@ the connection, so the server sees the disconnect and stops generating.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
@@ -348,6 +349,53 @@ class OpenAICompatBackend:
         self.description = f"OpenAI-compatible server at {public_url(self.base_url)} " \
                            f"(model {self.model})"
         return self.model
+
+    # -- the context budget (agent.llm.budget): llama.cpp's server says both -------------------
+
+    def _root(self) -> str:
+        return re.sub(r"/v1$", "", self.base_url)
+
+    async def context_window(self) -> int | None:
+        """llama.cpp's /props (n_ctx), else a context length in /models; None if neither."""
+        client = self.http.client()
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            reply = await client.get(f"{self._root()}/props", timeout=5.0)
+            if reply.status_code == 200:
+                props = reply.json()
+                settings = props.get("default_generation_settings", {})
+                window = settings.get("n_ctx") or props.get("n_ctx")
+                if isinstance(window, int) and window > 0:
+                    return window
+        with contextlib.suppress(httpx.HTTPError, ValueError, LLMError):
+            listing = await self.http.get_json("/models", self._hint_404)
+            for model in listing.get("data") or [] if isinstance(listing, dict) else []:
+                if not isinstance(model, dict):
+                    continue
+                meta = model.get("meta")
+                extra: dict[str, Any] = meta if isinstance(meta, dict) else {}
+                for key in ("context_length", "max_model_len", "max_context_length"):
+                    value = model.get(key) or extra.get(key)
+                    if isinstance(value, int) and value > 0:
+                        return value
+        return None
+
+    async def count_tokens(self, text: str) -> int | None:
+        """llama.cpp's /tokenize, or llama-cpp-python's /extras/tokenize/count; None where
+        the server has neither."""
+        client = self.http.client()
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            reply = await client.post(f"{self._root()}/tokenize", json={"content": text},
+                                      timeout=10.0)
+            tokens = reply.json().get("tokens") if reply.status_code == 200 else None
+            if isinstance(tokens, list):
+                return len(tokens)
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            reply = await client.post(f"{self._root()}/extras/tokenize/count",
+                                      json={"input": text}, timeout=10.0)
+            count = reply.json().get("count") if reply.status_code == 200 else None
+            if isinstance(count, int):
+                return count
+        return None
 
     async def stream(self, messages: Sequence[Message]) -> AsyncIterator[Delta]:
         body: dict[str, Any] = {

@@ -122,7 +122,7 @@ class ClauseChunker:
         later_chunk_max_words: tuple[int, ...] = (),
     ) -> None:
         if min(first_chunk_min_words, min_chunk_words, max_chunk_chars,
-               first_chunk_max_words, *later_chunk_max_words) < 1:
+               *later_chunk_max_words) < 1 or first_chunk_max_words < 0:
             raise ValueError("chunk limits must be positive")
         if later_chunk_max_words and second_chunk_max_words <= 0:
             raise ValueError("later_chunk_max_words continues a ramp: set "
@@ -137,8 +137,9 @@ class ClauseChunker:
         # (else the second chunk is a sentence like the rest) and later ones, the next chunks
         # are capped the same way, so that each is ready before the one before it has been
         # played (chunk sizes ramp up, then whole sentences).
-        ramp = [first_chunk_max_words]
-        if second_chunk_max_words > 0:
+        # first_chunk_max_words=0: no ramp, every chunk a sentence (text read from a file).
+        ramp = [first_chunk_max_words] if first_chunk_max_words else []
+        if ramp and second_chunk_max_words > 0:
             ramp += [second_chunk_max_words, *later_chunk_max_words]
         self._ramp = tuple(max(cap, first_chunk_min_words) for cap in ramp)
         self.reset()
