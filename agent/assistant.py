@@ -465,8 +465,10 @@ class Assistant:
 
     def set_speed(self, speed: float) -> None:
         self.cfg.tts.speed = speed
-        if self.speech is not None:
+        if self.speech is not None and self.speech.speed != speed:
             self.speech.speed = speed
+            if self.read_aloud is not None:  # a text being read: from its next sentence
+                self.read_aloud.reader.speed_changed()
 
     def set_mute(self, mute: bool) -> None:
         self.cfg.audio.mute = mute

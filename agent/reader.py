@@ -120,6 +120,10 @@ class Reader:
         self._paused = False
         self._done = False  # read to the end
         self._closed = False
+        # A speed change waits for the end of passage `_respeed_after` (its last clause,
+        # `_respeed_seq`), then the text goes on from the next passage at the new speed.
+        self._respeed_after = -1
+        self._respeed_seq = -1
         self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
         self._thread.start()
         speech.add_listener(self._on_playback)
@@ -183,6 +187,28 @@ class Reader:
         self._publish()
         return True
 
+    def speed_changed(self) -> None:
+        """The pipeline's speed changed: the clauses queued were made at the old one, so
+        from the sentence after the one playing the text is said again at the new speed.
+        The player holds at that sentence's end (no cut is heard); a sink that cannot hold
+        starts the next sentence at once."""
+        with self._cond:
+            if not self._active:
+                return
+            boundary = max((seq for seq, index in self._seqs.items()
+                            if index == self._playing), default=-1)
+            self._respeed_after = self._playing
+        hold_after = getattr(self.speech.sink, "hold_after", None)
+        if boundary >= 0 and callable(hold_after):
+            hold_after(boundary)
+            with self._cond:
+                self._respeed_seq = boundary
+            return
+        with self._cond:  # nothing to wait for: now
+            self._respeed_after = -1
+            self._start_at(max(self._playing, 0) + 1)
+        self._publish()
+
     def stop(self) -> bool:
         """End the reading (it can be resumed from the passage playing); False if none."""
         with self._cond:
@@ -223,6 +249,7 @@ class Reader:
         self._ramp = True
         self._seqs.clear()
         self._active, self._paused, self._done = True, False, False
+        self._respeed_after = self._respeed_seq = -1
         self._cond.notify_all()
 
     def _hold(self, held: bool) -> None:
@@ -251,7 +278,19 @@ class Reader:
             with self._cond:
                 if event.kind in _DONE:
                     self._seqs.pop(event.seq, None)
+                boundary = (event.kind is PlaybackKind.FINISHED and event.seq >= 0
+                            and event.seq == self._respeed_seq)
+                restart = boundary and self._active and event.turn == self._turn
+                if restart:  # held silent at the sentence's end: on at the new speed
+                    self._start_at(self._respeed_after + 1)
+                elif boundary:  # the reading ended meanwhile: never leave the player held
+                    self._respeed_seq = -1
+                    release = getattr(self.speech.sink, "release", None)
+                    if callable(release):
+                        release("boundary")
                 self._cond.notify_all()  # a clause done: maybe room for the next
+            if restart:
+                self._publish()
             return
         with self._cond:
             if event.turn != self._turn or event.seq not in self._seqs:
@@ -259,7 +298,10 @@ class Reader:
             index = self._seqs[event.seq]
             changed = index != self._playing
             self._playing = index
-        if changed:
+            late = 0 <= self._respeed_after < index  # the boundary passed before the hold
+            if late:
+                self._start_at(index)
+        if changed or late:
             self._publish()
 
     def _run(self) -> None:

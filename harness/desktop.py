@@ -295,12 +295,14 @@ class EvdevKeyboard:
 
 
 @contextlib.contextmanager
-def evdev_keyboard_fifo() -> Iterator[EvdevKeyboard]:
-    """A FIFO at /dev/input/by-id/voice-agent-test-<pid>-event-kbd, which `keyboard`
+def evdev_keyboard_fifo(tag: str = "") -> Iterator[EvdevKeyboard]:
+    """A FIFO at /dev/input/by-id/voice-agent-test-<pid><tag>-event-kbd, which `keyboard`
     (boppreh) finds and reads as a keyboard (this kernel has neither /dev/input nor uinput).
     Request it before anything starts `keyboard`'s listener: the library looks for devices
     once. The pid keeps test runs apart; but `keyboard` in any process that starts meanwhile
-    reads every *-event-kbd, so two runs at once on one machine may steal each other's keys."""
+    reads every *-event-kbd, so two runs at once on one machine may steal each other's keys.
+    A `tag`ged FIFO made later is read only by the processes started after it: a test's own
+    agent, not a listener left running in the test process by an earlier test."""
     if os.geteuid() != 0:
         raise HarnessError("the keyboard tests need root (keyboard reads /dev/input only as "
                            "root): run them as root, as scripts/test and CI do")
@@ -308,7 +310,7 @@ def evdev_keyboard_fifo() -> Iterator[EvdevKeyboard]:
     folder = Path("/dev/input/by-id")
     created = [p for p in (folder.parent, folder) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"voice-agent-test-{os.getpid()}-event-kbd"
+    path = folder / f"voice-agent-test-{os.getpid()}{tag}-event-kbd"
     if path.exists() and not stat.S_ISFIFO(path.stat().st_mode):
         raise HarnessError(f"{path} exists and is not a FIFO")
     if not path.exists():

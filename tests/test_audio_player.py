@@ -264,3 +264,29 @@ def test_a_pause_and_a_talk_over_hold_are_released_each_on_its_own(audio_tap: Pa
         player.release("pause")
         assert wait_for(lambda: not player.held, 2)
         recorder.wait(PlaybackKind.FINISHED)
+
+
+def test_hold_after_a_chunk_holds_before_the_next_one_starts(audio_tap: Path) -> None:
+    """A reading whose speed changed: the sentence playing ends whole, then silence until the
+    rest is said again (here: released), and no sample of the next chunk slips out."""
+    recorder = PlaybackRecorder()
+    first, second = tone(0.4, 440, 7), tone(0.4, 660, 8)
+    with AudioPlayer(blocksize=256) as player:
+        player.add_listener(recorder)
+        player.hold_after(0)
+        player.enqueue(AudioChunk(first, turn=0, seq=0))
+        player.enqueue(AudioChunk(second, turn=0, seq=1))
+        recorder.wait(PlaybackKind.FINISHED)
+        assert wait_for(lambda: player.held, 2) and player.holding == {"boundary"}
+        written = player.frames_written
+        assert wait_for(lambda: player.frames_written > written + SR // 4, 5)
+        assert len(recorder.of(PlaybackKind.STARTED)) == 1  # the next one waits
+        player.release("boundary")
+        recorder.wait(PlaybackKind.FINISHED, count=2)
+    played = read_tap(audio_tap)
+    start = first_nonzero(played)
+    np.testing.assert_array_equal(played[start:start + first.size], first)
+    gap = played[start + first.size:]
+    resumed = first_nonzero(gap)
+    assert resumed >= SR // 4  # a quarter second of exact silence at least
+    np.testing.assert_array_equal(gap[resumed:resumed + second.size], second)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from harness.agent_process import AgentProcess
-from harness.desktop import EvdevKeyboard, require_tools, wait_until
+from harness.desktop import EvdevKeyboard, evdev_keyboard_fifo, require_tools, wait_until
 from harness.pdf import IMAGE, build_pdf
 from harness.services import read_tap
 from harness.speech_samples import wer
@@ -56,8 +56,17 @@ class Owner:
 
 
 @pytest.fixture(scope="module")
+def keys(evdev_keyboard: EvdevKeyboard) -> Iterator[EvdevKeyboard]:
+    """A keyboard FIFO of this module's own, made before its agent starts: an earlier
+    test's `keyboard` listener in this process reads the session's FIFO and would take
+    the keys, but never this one (the library looks for devices once)."""
+    with evdev_keyboard_fifo("-read") as keyboard:
+        yield keyboard
+
+
+@pytest.fixture(scope="module")
 def reader_agent(xdisplay: str, session_bus: str, tray_host: str, pulse: Path,
-                 evdev_keyboard: EvdevKeyboard, engine,  # type: ignore[no-untyped-def]
+                 keys: EvdevKeyboard, engine,  # type: ignore[no-untyped-def]
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
     require_tools("xclip")
     env = dict(os.environ)
@@ -80,9 +89,9 @@ def heard_since(before: int, transcriber) -> str:  # type: ignore[no-untyped-def
 
 
 def test_the_read_key_reads_the_x_selection_aloud(
-        reader_agent: AgentProcess, evdev_keyboard: EvdevKeyboard,
+        reader_agent: AgentProcess, keys: EvdevKeyboard,
         transcriber) -> None:  # type: ignore[no-untyped-def]
-    k = evdev_keyboard
+    k = keys
     owner = Owner(PARAGRAPH.encode())
     try:
         before, start = tap_samples(), reader_agent.mark()
@@ -99,9 +108,9 @@ def test_the_read_key_reads_the_x_selection_aloud(
 
 
 def test_pause_is_exact_silence_and_resume_goes_on_from_the_same_sentence(
-        reader_agent: AgentProcess, evdev_keyboard: EvdevKeyboard,
+        reader_agent: AgentProcess, keys: EvdevKeyboard,
         transcriber) -> None:  # type: ignore[no-untyped-def]
-    k = evdev_keyboard
+    k = keys
     owner = Owner(LONG.encode())
     try:
         before, start = tap_samples(), reader_agent.mark()
@@ -226,3 +235,28 @@ def test_read_without_a_running_agent_reads_a_file_and_standard_input(
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "stdin.wav").stat().st_size > 44
     assert time.monotonic() - started < 120
+
+
+def test_explain_sends_the_selection_with_the_question_and_keeps_a_note(
+        reader_agent: AgentProcess) -> None:
+    owner = Owner(PARAGRAPH.encode())
+    try:
+        start = reader_agent.mark()
+        result = reader_agent.cli("explain")
+        assert result.returncode == 0, result.stderr
+        reader_agent.wait_for(r"asking about the selection: \d+ characters fit", start, 30)
+        reader_agent.wait_for(r"tray: speaking", start, 120)
+        reader_agent.wait_for(r"tray: idle", start, 120)
+    finally:
+        owner.close()
+    entries = history_entries(reader_agent)
+    asked = [e for e in entries if e["role"] == "user"][-1]
+    assert asked["content"] == (f"Explain this. [about the selection: "
+                                f"{len(PARAGRAPH.split())} words]")
+
+
+def history_entries(agent: AgentProcess) -> list[dict[str, object]]:
+    import json
+
+    path = agent.home / "data" / "history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

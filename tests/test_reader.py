@@ -14,7 +14,8 @@ import numpy as np
 
 from agent.audio.events import AudioChunk, PlaybackKind
 from agent.audio.sinks import MemorySink
-from agent.events import ReadingStatus
+from agent.events import EventBus, Notice, ReadingStatus
+from agent.read_aloud import ReadAloud
 from agent.reader import KEEP, LOOKAHEAD, PassageSource, Reader, start_clauses
 from agent.speech import SpeechPipeline
 from agent.text.documents import open_document
@@ -234,3 +235,55 @@ def test_a_2_mb_file_is_read_to_the_end_in_memory_that_does_not_grow(tmp_path: P
     assert done.index > 25_000  # every sentence went through (2 MB / ~62 characters)
     print(f"2 MB read through: peak {peak / 1e3:.0f} KB traced")
     assert peak < 1_000_000, f"{peak} bytes: memory grew with the text"
+
+
+FRENCH = ("Le train pour Lyon partira demain matin à huit heures. Les voyageurs sont priés "
+          "de se présenter au quai dix minutes avant le départ, avec leur billet.")
+
+
+def test_a_text_in_another_language_is_read_by_a_voice_that_speaks_it(
+        engine) -> None:  # type: ignore[no-untyped-def]
+    bus = EventBus()
+    notices: list[str] = []
+    bus.subscribe(lambda event: notices.append(event.message)
+                  if isinstance(event, Notice) else None)
+    with SpeechPipeline(engine, _ForgetfulSink(), voice="af_bella") as speech:
+        reading = ReadAloud(speech, bus, lambda: None)
+        try:
+            french = [v.name for v in engine.voices() if v.available and v.name[0] == "f"]
+            assert reading.voice_for(FRENCH) == (french[0] if french else None)
+            assert any("looks French" in n for n in notices), notices
+            assert reading.voice_for("The train leaves at eight tomorrow morning.") is None
+        finally:
+            reading.close()
+
+
+class _SpeedSynth(ToneSynth):
+    def __init__(self) -> None:
+        super().__init__()
+        self.speeds: list[tuple[str, float]] = []
+
+    def synthesize(self, text: str, voice: str, speed: float = 1.0,
+                   cancel: object = None) -> np.ndarray:
+        self.speeds.append((text, speed))
+        return super().synthesize(text, voice, speed, cancel)
+
+
+def test_a_speed_change_applies_from_the_next_sentence() -> None:
+    sink = SlowSink()  # no hold_after: the next sentence starts again at once
+    synth = _SpeedSynth()
+    with SpeechPipeline(synth, sink, voice="v") as speech:
+        reader = Reader(speech)
+        reader.read(paragraphs(20), "a test")
+        assert wait_for(lambda: len(queued(sink)) >= 1, 5)
+        play_next(sink)  # passage 0 playing
+        speech.speed = 1.5
+        before = len(synth.speeds)
+        reader.speed_changed()
+        assert wait_for(lambda: len(queued(sink)) >= 1, 5)
+        first = play_next(sink)
+        assert SENTENCES[1].startswith(first)  # the next sentence, from its start
+        assert reader.status().index == 1
+        after = synth.speeds[before:]
+        assert after and after[0][0] == first and all(speed == 1.5 for _, speed in after)
+        reader.close()

@@ -66,6 +66,7 @@ class AudioPlayer:
         # place (talk-over: the user may be speaking; a reading paused by the user).
         self._holds: frozenset[str] = frozenset()
         self._holds_lock = threading.Lock()
+        self._hold_after_seq = -1  # hold("boundary") once this chunk has played (a reader)
         self._held = False  # owned by the callback
         self._hold_fade_left = 0  # owned by the callback
         # Owned by the callback.
@@ -246,6 +247,11 @@ class AudioPlayer:
         with self._holds_lock:
             self._holds = self._holds - {reason}
 
+    def hold_after(self, seq: int) -> None:
+        """Hold ("boundary") as soon as chunk `seq` has played to its end, before the next
+        one starts: what follows is to be said again differently (a reading's new speed)."""
+        self._hold_after_seq = seq
+
     @property
     def holding(self) -> frozenset[str]:
         """The reasons asked to hold now (the callback follows within a block)."""
@@ -334,6 +340,8 @@ class AudioPlayer:
             filled += n
             if self._pos >= samples.size:
                 self._finish(chunk, PlaybackKind.FINISHED)
+                if chunk.seq == self._hold_after_seq:  # silent from the next sample on
+                    self._holds, self._held = self._holds | {"boundary"}, True
         self.frames_written += frames
         tap = self.tap
         if tap is not None:
