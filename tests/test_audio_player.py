@@ -290,3 +290,24 @@ def test_hold_after_a_chunk_holds_before_the_next_one_starts(audio_tap: Path) ->
     resumed = first_nonzero(gap)
     assert resumed >= SR // 4  # a quarter second of exact silence at least
     np.testing.assert_array_equal(gap[resumed:resumed + second.size], second)
+
+
+def test_a_cue_never_holds_the_player(audio_tap: Path) -> None:
+    """Cues (the interrupt blip, the wake chime) have sequence -1: no hold waits for them,
+    so whatever follows a cue plays, with or without a reading's hold before."""
+    recorder = PlaybackRecorder()
+    with AudioPlayer(blocksize=256) as player:
+        player.add_listener(recorder)
+        player.enqueue(AudioChunk(tone(0.1, 880, 1), turn=0, seq=-1))
+        player.enqueue(AudioChunk(tone(0.2, 440, 2), turn=0, seq=0))
+        recorder.wait(PlaybackKind.FINISHED, count=2)
+        assert not player.holding
+        player.hold_after(1)  # a reading's hold, once; then a cue and more
+        player.enqueue(AudioChunk(tone(0.2, 440, 3), turn=0, seq=1))
+        recorder.wait(PlaybackKind.FINISHED, count=3)
+        assert wait_for(lambda: player.held, 2)
+        player.release("boundary")
+        player.enqueue(AudioChunk(tone(0.1, 880, 4), turn=0, seq=-1))
+        player.enqueue(AudioChunk(tone(0.2, 440, 5), turn=0, seq=2))
+        recorder.wait(PlaybackKind.FINISHED, count=5)
+        assert not player.holding

@@ -66,7 +66,9 @@ class AudioPlayer:
         # place (talk-over: the user may be speaking; a reading paused by the user).
         self._holds: frozenset[str] = frozenset()
         self._holds_lock = threading.Lock()
-        self._hold_after_seq = -1  # hold("boundary") once this chunk has played (a reader)
+        # hold("boundary") once this chunk has played (a reader); None: no such chunk. Not -1:
+        # that is a cue's sequence (the interrupt blip, the wake chime).
+        self._hold_after_seq: int | None = None
         self._held = False  # owned by the callback
         self._hold_fade_left = 0  # owned by the callback
         # Owned by the callback.
@@ -247,7 +249,7 @@ class AudioPlayer:
         with self._holds_lock:
             self._holds = self._holds - {reason}
 
-    def hold_after(self, seq: int) -> None:
+    def hold_after(self, seq: int | None) -> None:
         """Hold ("boundary") as soon as chunk `seq` has played to its end, before the next
         one starts: what follows is to be said again differently (a reading's new speed)."""
         self._hold_after_seq = seq
@@ -341,6 +343,7 @@ class AudioPlayer:
             if self._pos >= samples.size:
                 self._finish(chunk, PlaybackKind.FINISHED)
                 if chunk.seq == self._hold_after_seq:  # silent from the next sample on
+                    self._hold_after_seq = None
                     self._holds, self._held = self._holds | {"boundary"}, True
         self.frames_written += frames
         tap = self.tap
