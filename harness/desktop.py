@@ -257,7 +257,7 @@ class EvdevKeyboard:
     KEY_LEFTCTRL = 29
     KEY_A, KEY_S, KEY_D, KEY_F = 30, 31, 32, 33
     KEY_LEFTSHIFT = 42
-    KEY_Z, KEY_X, KEY_C, KEY_V = 44, 45, 46, 47
+    KEY_Z, KEY_X, KEY_C, KEY_V, KEY_B, KEY_N = 44, 45, 46, 47, 48, 49
     KEY_LEFTALT = 56
     KEY_SPACE = 57
     KEY_F9, KEY_F10 = 67, 68

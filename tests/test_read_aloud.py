@@ -142,16 +142,24 @@ def test_pause_is_exact_silence_and_resume_goes_on_from_the_same_sentence(
     assert error <= WER_LIMIT, heard  # nothing lost, nothing said twice
 
 
-def test_skip_interrupt_and_resume_reading(reader_agent: AgentProcess) -> None:
+def test_skip_interrupt_and_resume_reading(reader_agent: AgentProcess,
+                                           keys: EvdevKeyboard) -> None:
+    """Skip forward and back with the keys (ctrl+alt+n, ctrl+alt+b) and the command line."""
+    k = keys
     owner = Owner(LONG.encode())
     try:
         start = reader_agent.mark()
         reader_agent.send("read")
         reader_agent.wait_for(r"reading: sentence 2\b", start, 60)
-        reader_agent.send("next-sentence")
+        k.tap(k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_N)  # the next-sentence key
         reader_agent.wait_for(r"reading: sentence 3\b", start, 30)
-        reader_agent.send("previous-sentence")
+        reader_agent.send("next-sentence")
+        reader_agent.wait_for(r"reading: sentence 4\b", start, 30)
         mark = reader_agent.mark()
+        k.tap(k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_B)  # the previous-sentence key
+        reader_agent.wait_for(r"reading: sentence 3\b", mark, 30)
+        mark = reader_agent.mark()
+        reader_agent.send("previous-sentence")
         reader_agent.wait_for(r"reading: sentence 2\b", mark, 30)
         reader_agent.send("interrupt")
         stopped = reader_agent.wait_for(r"reading: stopped at sentence (\d+)", mark, 5)

@@ -175,6 +175,9 @@ class HotkeysConfig:
     read: str = setting("ctrl+alt+r", check=valid_hotkey_or_off)
     pause: str = setting("ctrl+alt+p", check=valid_hotkey_or_off)
     ask: str = setting("ctrl+alt+e", check=valid_hotkey_or_off)
+    # While reading: skip to the next sentence, or go back one.
+    next_sentence: str = setting("ctrl+alt+n", check=valid_hotkey_or_off)
+    previous_sentence: str = setting("ctrl+alt+b", check=valid_hotkey_or_off)
     # "auto" (the first that can run here), "keyboard", "pynput" or "none" (use the desktop's
     # own shortcut settings to run `voice-agent talk` / `voice-agent interrupt`).
     backend: str = setting("auto", choices=("auto", "keyboard", "pynput", "none"))
@@ -235,6 +238,9 @@ class ListenConfig:
     # A wake word starts a turn like holding the talk key: "" (off) or a model name
     # (voice-agent wake-words lists them, with their licences).
     wake_word: str = setting("", check=valid_wake_word)
+    # A short rising chime when the wake word is heard: the agent listens now. The echo
+    # canceller takes it out of what is heard.
+    wake_chime: bool = setting(True)
 
 
 @dataclass

@@ -234,20 +234,25 @@ class DesktopApp:
         reading_keys: tuple[tuple[str, str, Callable[[], None]], ...] = (
             ("read", self.cfg.hotkeys.read, lambda: self.post(cmd.Read())),
             ("pause", self.cfg.hotkeys.pause, lambda: self.post(cmd.PauseReading())),
-            ("ask", self.cfg.hotkeys.ask, lambda: self.post(cmd.AskAbout())))
+            ("ask", self.cfg.hotkeys.ask, lambda: self.post(cmd.AskAbout())),
+            ("next_sentence", self.cfg.hotkeys.next_sentence,
+             lambda: self.post(cmd.SkipReading(1))),
+            ("previous_sentence", self.cfg.hotkeys.previous_sentence,
+             lambda: self.post(cmd.SkipReading(-1))))
         for name, chord, action in reading_keys:
             if not chord.strip():
                 continue  # turned off
+            key = name.replace("_", " ")
             try:
                 spelling = parse_hotkey(chord, f"hotkeys.{name}").keyboard_spelling
             except ValueError as error:
-                self._notice(f"{error}. The {name} key is off until the settings are fixed.")
+                self._notice(f"{error}. The {key} key is off until the settings are fixed.")
                 continue
             if spelling in taken:
                 self._notice(f"hotkeys.{name} is {chord!r}, the {taken[spelling]} key too: "
-                             f"the {name} key is off until you give it another chord.")
+                             f"the {key} key is off until you give it another chord.")
                 continue
-            taken[spelling] = name
+            taken[spelling] = key
             bindings[chord] = action
 
         def start() -> None:
@@ -563,6 +568,7 @@ class DesktopApp:
         self.model.talk_over = cfg.listen.talk_over
         self.model.echo_cancellation = cfg.listen.echo_cancellation
         self.model.wake_word = cfg.listen.wake_word
+        self.model.wake_chime = cfg.listen.wake_chime
         self._mirror_llm_menu()
 
     def _mirror_llm_menu(self) -> None:
