@@ -32,7 +32,7 @@ from agent.llm.scan import ScanResult
 from agent.llm.scan import scan as scan_servers
 from agent.logs import TurnTimer
 from agent.read_aloud import ReadAloud
-from agent.speech import SpeechPipeline
+from agent.speech import SpeechPipeline, listening_chime
 from agent.state import AgentStatus, CoreLoop
 
 if TYPE_CHECKING:
@@ -718,6 +718,11 @@ class Assistant:
 
     def hands_free_listening(self, listening: bool, transcribing: bool = False) -> None:
         self.status.post(self.status.set_listening, listening, transcribing)
+
+    def wake_chime(self) -> None:
+        speech = self.speech
+        if speech is not None and self.cfg.listen.wake_chime:
+            speech.play_cue(listening_chime(speech.sink.sample_rate))
 
     def notice(self, message: str) -> None:
         self._notice(message)

@@ -48,6 +48,9 @@ class HandsFreeOwner(Protocol):
 
     def hands_free_listening(self, listening: bool, transcribing: bool = False) -> None: ...
 
+    def wake_chime(self) -> None:
+        """Say "listening" with a short chime, when the settings want one."""
+
     def transcribe_and_submit(self, samples: Samples, rate: int, heard_nothing: str,
                               wake_phrase: str = "") -> None: ...
 
@@ -266,6 +269,7 @@ class HandsFree:
         self._wake_phrase = phrase
         if self.owner.state in BUSY:
             self.owner.interrupt()
+        self.owner.wake_chime()
         self.owner.hands_free_listening(True)
 
     def heard(self, samples: Samples, sample_rate: int, trigger: str, reason: str) -> None:

@@ -58,6 +58,15 @@ def interrupt_blip(sample_rate: int = 24_000) -> Samples:
     return blip
 
 
+def listening_chime(sample_rate: int = 24_000) -> Samples:
+    """A soft 120 ms rising two-note chime (the blip's notes, upwards) that says "listening"."""
+    t = np.arange(int(0.12 * sample_rate)) / sample_rate
+    tone = np.where(t < 0.06, np.sin(2 * np.pi * 660 * t), np.sin(2 * np.pi * 990 * t))
+    envelope = np.sin(np.pi * t / t[-1]) ** 2
+    chime: Samples = (0.12 * tone * envelope).astype(np.float32)
+    return chime
+
+
 class SpeechPipeline:
     def __init__(self, synth: Synthesizer, sink: AudioSink, voice: str = "af_bella",
                  speed: float = 1.0, workers: int = 1, lookahead: int = DEFAULT_LOOKAHEAD,
@@ -177,8 +186,15 @@ class SpeechPipeline:
         for job in stale:
             job.cancel.cancel()
         if self.interrupt_sound if sound is None else sound:
-            self.sink.enqueue(AudioChunk(interrupt_blip(self.sink.sample_rate), turn, -1))
+            self.play_cue(interrupt_blip(self.sink.sample_rate))
         return turn
+
+    def play_cue(self, samples: Samples) -> None:
+        """Play a short sound (a blip, a chime) in the current turn: cut like speech, but
+        sequence -1, so nothing takes it for the reply's voice."""
+        with self._cond:
+            turn = self._turn
+        self.sink.enqueue(AudioChunk(samples, turn, -1))
 
     def wait_until_done(self, timeout: float | None = None) -> bool:
         """Block until everything queued has been played or dropped (the original design's

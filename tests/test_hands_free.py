@@ -160,10 +160,16 @@ def test_the_wake_word_starts_a_turn_and_other_speech_does_not(echo_on: HandsFre
     then a minute of other speech (the human clips, a Kokoro monologue)."""
     from faster_whisper.audio import decode_audio
 
+    from agent.audio.events import PlaybackEvent, PlaybackKind
     from harness.hands_free import MONOLOGUE
     from harness.speech_samples import human_clip
 
     rig = echo_on
+    speech = rig.assistant.speech
+    assert speech is not None
+    chimes: list[PlaybackEvent] = []  # cues (sequence -1) the player started at the device
+    speech.add_listener(lambda event: chimes.append(event)
+                        if event.kind is PlaybackKind.STARTED and event.seq < 0 else None)
     question = "What is the weather like today?"
     tried, woke, heard = 0, 0, []
     for voice in ("af_heart", "am_michael", "bf_emma"):
@@ -179,6 +185,7 @@ def test_the_wake_word_starts_a_turn_and_other_speech_does_not(echo_on: HandsFre
                     heard.append(rig.happened.submitted[-1][1])
             rig.wait(lambda: rig.state == "idle", timeout=60)
     assert woke >= 5, f"woke {woke} times of {tried}"
+    assert len(chimes) == woke, f"{len(chimes)} chimes for {woke} wake-ups"
     assert heard and all(wer(question, text) <= 0.34 for text in heard), heard
 
     before = len(rig.happened.wakes)

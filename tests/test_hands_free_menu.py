@@ -55,10 +55,13 @@ def test_the_menu_offers_talk_over_echo_cancellation_and_wake_words_with_licence
     assert all("non-commercial" in line for line in lines if "openWakeWord" in line
                or "CC BY-NC-SA" in line)
     assert lines[-1] == "~🎤 microphone closed"
+    assert "(•) Chime when it hears the wake word" in lines
     items["Hey Jarvis (Apache-2.0)"](None)
     items["Talk over replies (your voice stops it)"](None)
+    items["Chime when it hears the wake word"](None)
     assert items["_posted"] == [cmd.SetListen("wake_word", "hey_jarvis"),
-                                cmd.SetListen("talk_over", None)]
+                                cmd.SetListen("talk_over", None),
+                                cmd.SetListen("wake_chime", None)]
 
 
 def test_an_open_microphone_puts_a_red_dot_on_the_icon_and_says_why(pystray: Any) -> None:
@@ -117,6 +120,9 @@ def test_a_menu_choice_is_saved_applied_and_shown(app: Any) -> None:
     assert "🎤 mic on" in app.overlay.status.cget("text")
     app.handle(cmd.FromCore(MicrophoneChanged(False, "microphone closed")))
     assert "🎤" not in app.overlay.status.cget("text")
+    app.handle(cmd.SetListen("wake_chime", None))
+    assert "wake_chime = false" in app.cfg.path.read_text()
+    assert not app.model.wake_chime and not app.assistant.cfg.listen.wake_chime
     app.handle(cmd.SetListen("talk_over", False))
     app.handle(cmd.SetListen("wake_word", ""))
     assert not app.cfg.listen.talk_over and app.cfg.listen.wake_word == ""

@@ -125,6 +125,7 @@ class TrayModel:
     talk_over: bool = False
     echo_cancellation: bool = True
     wake_word: str = ""
+    wake_chime: bool = True
     microphone: str = ""  # "microphone open (wake word okay_nabu; ...)" while open, else ""
     # Reading aloud: what is being read, and whether it is paused or can be resumed.
     reading: ReadingStatus = field(default_factory=ReadingStatus)
@@ -320,6 +321,8 @@ class Tray:
             item("Wake word", None, enabled=False),
             wake("", "Off"),
             *[wake(info.name, wake_word_label(info)) for info in available_wake_words()],
+            item("Chime when it hears the wake word", post(cmd.SetListen("wake_chime", None)),
+                 checked=lambda _item: model.wake_chime),
             menu.SEPARATOR,
             item(lambda _item: "🎤 " + (model.microphone or "microphone closed"), None,
                  enabled=False),
