@@ -12,6 +12,7 @@ with echo cancellation on and off, side by side:
 
     python -m bench.hands_free [--speak-s 120] [--trials 4] [--wake-word hey_jarvis]
                                [--other-speech-s 120] [--idle-s 30] [--off-speak-s S]
+    python -m bench.hands_free --drift-ppm 100 [--speak-s 600] [--trials 4]
 
 An hour of each: --speak-s 3600 --other-speech-s 3600 (--off-speak-s 600 keeps the
 off column short).
@@ -23,10 +24,14 @@ import argparse
 import os
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench.harness import start_audio_and_room, summary
+
+if TYPE_CHECKING:
+    from harness.hands_free import HandsFreeRig
 
 QUESTIONS = (
     "What time does the train leave tomorrow morning?",
@@ -57,16 +62,22 @@ def main() -> None:
     parser.add_argument("--other-speech-s", type=float, default=120.0,
                         help="seconds of other speech for wake-word false accepts")
     parser.add_argument("--idle-s", type=float, default=30.0, help="seconds for the CPU figure")
+    parser.add_argument("--drift-ppm", type=float, default=0.0,
+                        help="the speakers' and the microphone's clocks this far apart (two "
+                        "sound cards; the echo comes later and later): then only speaking "
+                        "alone and talk-over at 0 dB are measured, echo cancellation on")
     args = parser.parse_args()
 
     from harness.hands_free import HandsFreeRig
+    from harness.room import Acoustics
     from harness.speech_samples import human_clip, wer
 
-    _, _, room = start_audio_and_room()
+    _, _, room = start_audio_and_room(Acoustics(drift_ppm=args.drift_ppm))
     print(f"room: {room.acoustics.delay_ms:.0f} ms + reflections (RT60 "
           f"{room.acoustics.rt60_s} s) at {room.acoustics.echo_db:+.0f} dB, noise "
           f"{room.acoustics.noise_dbfs:.0f} dBFS; vsink -> microphone measured "
-          f"{room.measure_delay():.0f} ms")
+          f"{room.measure_delay():.0f} ms"
+          + (f"; clocks {args.drift_ppm:g} ppm apart" if args.drift_ppm else ""))
     rig = HandsFreeRig(room, talk_over=True, wake_word=args.wake_word)
     engine = rig.assistant.speech.synth if rig.assistant.speech else None
     assert engine is not None, "speech did not load"
@@ -78,6 +89,9 @@ def main() -> None:
     # once it speaks, and one Kokoro session is not run from two threads at once.
     question_clips = [(question, synth(question, USER_VOICES[i % len(USER_VOICES)]))
                       for i, question in enumerate(QUESTIONS)]
+    if args.drift_ppm:
+        _drifting(rig, args, question_clips)
+        return
     wake_text = f"{rig.assistant.cfg.listen.wake_word.replace('_', ' ')}."
     wake_clips = [synth(wake_text, voice) for voice in WAKE_VOICES]
     other_clips: list[tuple[np.ndarray, int]] = []
@@ -180,6 +194,36 @@ def main() -> None:
     if listener is not None and listener.blocks_heard:
         print(f"listener thread: {listener.cpu_s / (listener.blocks_heard * 0.032) * 1000:.1f} "
               "ms of CPU per second of audio")
+
+
+def _drifting(rig: HandsFreeRig, args: argparse.Namespace,
+              question_clips: list[tuple[str, np.ndarray]]) -> None:
+    """Two clocks apart: the echo path's delay moves by `drift_ppm` microseconds a second,
+    and the canceller must follow it. Echo cancellation on only (off fails without drift)."""
+    from harness.speech_samples import wer
+
+    column = _Printed(f"clocks {args.drift_ppm:g} ppm apart, echo cancellation on")
+    started = rig.room.measure_delay()
+    cuts, holds, wakes, spoken = rig.speak_alone(args.speak_s)
+    hours = spoken / 3600
+    column["speaking alone"] = f"{spoken:.0f} s"
+    column["self-interruptions (cuts) /h"] = f"{cuts / hours:.1f} ({cuts})"
+    column["pauses on its own voice /h"] = f"{holds / hours:.1f} ({holds})"
+    column["wake-ups on own voice /h"] = f"{wakes / hours:.1f} ({wakes})"
+    column["echo delay moved"] = f"{rig.room.measure_delay() - started:+.0f} ms"
+    latencies, errors, stopped = [], [], 0
+    for trial in range(args.trials):
+        question, clip = question_clips[trial % len(question_clips)]
+        outcome = rig.talk_over(clip, 24_000, 0.0)
+        if outcome.detected and not outcome.cut_itself:
+            stopped += 1
+            if outcome.latency_s is not None:
+                latencies.append(outcome.latency_s)
+            errors.append(wer(question, outcome.transcript))
+    column["talk-over at +0 dB: stopped"] = f"{stopped}/{args.trials}"
+    column["talk-over at +0 dB: latency"] = summary(latencies) if latencies else "-"
+    column["talk-over at +0 dB: WER"] = f"{statistics.mean(errors):.0%}" if errors else "-"
+    rig.close()
 
 
 class _Printed(dict[str, str]):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from harness.microphone import VirtualMicrophone
 
 if TYPE_CHECKING:
-    from harness.room import Room
+    from harness.room import Acoustics, Room
 from harness.services import Processes, reinitialise_portaudio, start_pulse_with_tap
 
 
@@ -32,16 +32,18 @@ def start_audio_and_microphone() -> tuple[Path, VirtualMicrophone]:
     return tap, microphone
 
 
-def start_audio_and_room() -> tuple[Path, VirtualMicrophone, Room]:
+def start_audio_and_room(acoustics: Acoustics | None = None
+                         ) -> tuple[Path, VirtualMicrophone, Room]:
     """The tapped sound server, the virtual microphone, and a room that brings what is played
-    back into the microphone (harness.room); stopped at exit."""
+    back into the microphone (harness.room, with `acoustics` or its defaults); stopped at
+    exit."""
     from harness.room import Room
 
     tap, procs = _start_audio()
     microphone = VirtualMicrophone(procs)
     atexit.register(microphone.close)
     reinitialise_portaudio()
-    room = Room(microphone)
+    room = Room(microphone, acoustics)
     atexit.register(room.close)
     return tap, microphone, room
 

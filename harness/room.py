@@ -80,8 +80,8 @@ from scipy.fft import irfft, next_fast_len, rfft
 from harness.microphone import MIC_RATE, VirtualMicrophone
 from harness.services import REPO, HarnessError, end_process, wait_for
 
-__all__ = ["ROOM_RATE", "Acoustics", "BlockConvolver", "Room", "RoomStats", "resample_to_room",
-           "voiced_rms"]
+__all__ = ["ROOM_RATE", "Acoustics", "BlockConvolver", "ClockDrift", "Room", "RoomStats",
+           "resample_to_room", "voiced_rms"]
 
 ROOM_RATE = MIC_RATE  # 16 kHz: what the room hears and what the microphone gets
 BLOCK = 160  # 10 ms
@@ -113,6 +113,9 @@ class Acoustics:
     direct_to_reverb_db: float = 3.0
     noise_dbfs: float = -60.0
     seed: int = 0
+    # The speakers' and the microphone's clocks apart (two sound cards): the echo comes later
+    # and later, by this many microseconds a second (0: one clock, as the null sinks share).
+    drift_ppm: float = 0.0
 
     def impulse_response(self, rate: int = ROOM_RATE) -> np.ndarray:
         """Float32 taps: a delay, a direct path, a decaying noise tail; energy `echo_db`."""
@@ -148,6 +151,38 @@ class BlockConvolver:
         full[:self._carry.size] += self._carry
         self._carry = full[self.block:].copy()
         out: np.ndarray = full[:self.block].astype(np.float32)
+        return out
+
+
+class ClockDrift:
+    """Two clocks `ppm` apart: the stream is played back `ppm` per million slower, so
+    everything in it arrives later and later (a 10 ms block in, a 10 ms block out; after
+    an hour at 100 ppm, 360 ms later). Linear interpolation between samples; what lies
+    behind the read position is let go, so memory stays at the lag plus a block."""
+
+    def __init__(self, ppm: float, block: int = BLOCK) -> None:
+        if not 0 <= ppm < 10_000:
+            raise ValueError(f"drift_ppm must be 0 to 10,000 (the echo only ever lags), not {ppm}")
+        self.step = 1.0 - ppm * 1e-6
+        self.block = block
+        self._buffer = np.zeros(0, np.float64)  # the stream from sample `_base` on
+        self._base = 0
+        self._read = 0.0  # where the next output sample is read, in the stream's samples
+        self._offsets = np.arange(block) * self.step
+
+    @property
+    def lag_samples(self) -> float:
+        return self._base + self._buffer.size - self._read
+
+    def process(self, block: np.ndarray) -> np.ndarray:
+        self._buffer = np.concatenate([self._buffer, block.astype(np.float64)])
+        at = self._read - self._base + self._offsets
+        out: np.ndarray = np.interp(at, np.arange(self._buffer.size), self._buffer).astype(np.float32)
+        self._read += self.block * self.step
+        done = int(self._read) - self._base
+        if done > 0:
+            self._buffer = self._buffer[done:]
+            self._base += done
         return out
 
 
@@ -331,6 +366,7 @@ class _Engine:
         self._notify = notify
         self.margin_blocks = margin_blocks
         self._convolver = BlockConvolver(self.taps)
+        self._drift = ClockDrift(acoustics.drift_ppm) if acoustics.drift_ppm else None
         self._noise_rng = np.random.default_rng(self.acoustics.seed + 1)
         self._noise_sigma = np.float32(10 ** (self.acoustics.noise_dbfs / 20))
         self._clips: list[_Clip] = []
@@ -545,7 +581,8 @@ class _Engine:
         while not self._stop.is_set():
             recorder.read(block)  # blocks for the next 10 ms of vsink
             arrived = time.monotonic()
-            echo = self._convolver.process(block)
+            echo = self._convolver.process(
+                block if self._drift is None else self._drift.process(block))
             slot = index % ECHO_RING
             with self._lock:
                 self._capture_origin = min(self._capture_origin, arrived - index * BLOCK_S)

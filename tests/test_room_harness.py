@@ -21,6 +21,7 @@ About 20 s on an idle 2-core machine (the room starts in about 0.7 s).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import threading
@@ -34,7 +35,7 @@ from scipy.signal import butter, chirp, correlate, sosfilt
 
 from harness import noises
 from harness.microphone import MIC_RATE, VirtualMicrophone
-from harness.room import Acoustics, BlockConvolver, Room, resample_to_room, voiced_rms
+from harness.room import Acoustics, BlockConvolver, ClockDrift, Room, resample_to_room, voiced_rms
 from harness.services import reinitialise_portaudio, wait_for
 
 OUT_RATE = 24_000  # the app's (Kokoro's) rate, and vsink's
@@ -437,6 +438,41 @@ def test_a_user_clip_shows_up_and_echo_off_removes_the_echo(
 
 
 # -- the room's parts, without a sound server ---------------------------------------------------
+
+@pytest.mark.audio
+def test_drifting_clocks_make_the_echo_later_and_later(virtual_mic: VirtualMicrophone) -> None:
+    """Two sound cards' clocks apart: each measurement of vsink -> vmic is later than the one
+    before by the drift times the time between them."""
+    reinitialise_portaudio()
+    virtual_mic.wait_until_said()
+    ppm = 5000.0
+    with Room(virtual_mic, Acoustics(drift_ppm=ppm)) as drifting:
+        measured = []
+        for _ in range(3):
+            at = time.monotonic()
+            measured.append((at, drifting.measure_delay()))
+    growth = [(later[1] - earlier[1], ppm * 1e-3 * (later[0] - earlier[0]))
+              for earlier, later in itertools.pairwise(measured)]
+    print(f"\ndrift {ppm:.0f} ppm: delays {[round(d, 1) for _, d in measured]} ms; "
+          f"growth measured / expected {[(round(g, 1), round(e, 1)) for g, e in growth]} ms")
+    assert all(abs(grew - expected) < 4 for grew, expected in growth), growth
+
+
+def test_clock_drift_lags_by_the_drift_and_keeps_the_signal() -> None:
+    rate, ppm, seconds, tone = 16_000, 1000.0, 20, 300.0
+    n = np.arange(rate * seconds)
+    signal = np.sin(2 * np.pi * tone * n / rate).astype(np.float32)
+    drift = ClockDrift(ppm)
+    out = np.concatenate([drift.process(signal[i:i + 160]) for i in range(0, signal.size, 160)])
+    assert out.size == signal.size
+    assert abs(drift.lag_samples - ppm * 1e-6 * signal.size) < 1, drift.lag_samples
+    # Sample n is the signal at n * (1 - ppm / 1e6): played that much slower.
+    slower = np.sin(2 * np.pi * tone * n * (1 - ppm * 1e-6) / rate)
+    assert np.max(np.abs(out - slower)) < 0.01
+    assert np.max(np.abs(out[-rate:] - signal[-rate:])) > 0.5  # not the signal on time
+    with pytest.raises(ValueError, match="drift_ppm"):
+        ClockDrift(-5)
+
 
 def test_block_convolution_is_the_whole_convolution() -> None:
     taps = Acoustics().impulse_response()
