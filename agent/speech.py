@@ -49,22 +49,25 @@ class _Job:
     retired: bool = False
 
 
+def _two_notes(first_hz: float, second_hz: float, seconds: float, level: float,
+               sample_rate: int) -> Samples:
+    """Two notes, half the time each, under one smooth swell: a cue, not a beep."""
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    tone = np.where(t < seconds / 2, np.sin(2 * np.pi * first_hz * t),
+                    np.sin(2 * np.pi * second_hz * t))
+    envelope = np.sin(np.pi * t / t[-1]) ** 2
+    cue: Samples = (level * tone * envelope).astype(np.float32)
+    return cue
+
+
 def interrupt_blip(sample_rate: int = 24_000) -> Samples:
     """A soft 60 ms two-note blip that says "stopped" without startling."""
-    t = np.arange(int(0.06 * sample_rate)) / sample_rate
-    tone = np.where(t < 0.03, np.sin(2 * np.pi * 880 * t), np.sin(2 * np.pi * 660 * t))
-    envelope = np.sin(np.pi * t / t[-1]) ** 2
-    blip: Samples = (0.15 * tone * envelope).astype(np.float32)
-    return blip
+    return _two_notes(880, 660, 0.06, 0.15, sample_rate)
 
 
 def listening_chime(sample_rate: int = 24_000) -> Samples:
     """A soft 120 ms rising two-note chime (the blip's notes, upwards) that says "listening"."""
-    t = np.arange(int(0.12 * sample_rate)) / sample_rate
-    tone = np.where(t < 0.06, np.sin(2 * np.pi * 660 * t), np.sin(2 * np.pi * 990 * t))
-    envelope = np.sin(np.pi * t / t[-1]) ** 2
-    chime: Samples = (0.12 * tone * envelope).astype(np.float32)
-    return chime
+    return _two_notes(660, 990, 0.12, 0.12, sample_rate)
 
 
 class SpeechPipeline:
