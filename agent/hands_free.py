@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 BUSY = (AgentState.THINKING, AgentState.SPEAKING)
 CLOSE_AFTER_S = 2.0  # talk-over: the microphone stays open this long after a reply
+# A microphone lost soon after it opened (a device that keeps failing, an error on every
+# block) is opened again after a pause that doubles each time, up to a minute.
+RETRY_FIRST_S, RETRY_MAX_S, SOON_S = 1.0, 60.0, 10.0
 
 
 class HandsFreeOwner(Protocol):
@@ -130,10 +133,18 @@ class HandsFree:
                                           speaking=self._speaking, device=device, tap=tap)
         self.on_microphone = on_microphone
         self._capturing = False  # a hands-free turn is being heard (keeps the mic open)
+        # The reply is held while a voice over it is judged; each hold has a number, so a
+        # judgement that comes after the hold ended some other way changes nothing.
+        self._hold_lock = threading.Lock()
+        self._hold: int | None = None
+        self._holds = 0
         self._wake_phrase = ""
         self._wanted = threading.Event()  # something changed: look again
         self._stop = False
         self._failed_open = ""  # the last open error, reported once until it changes
+        self._opened_at = 0.0
+        self._retry_s = 0.0  # the pause before opening again after a loss (0: none)
+        self._reopen_at = 0.0
         self._thread = threading.Thread(target=self._switch, name="hands-free-switch",
                                         daemon=True)
         self._thread.start()
@@ -150,7 +161,7 @@ class HandsFree:
             return
         self.listener.close()
         self.listener.settings = new
-        self._capturing = False
+        self._abandon_turn()
         self._failed_open = ""
         self._wanted.set()
 
@@ -160,10 +171,14 @@ class HandsFree:
             self._wanted.set()
 
     def suspend(self, suspended: bool) -> None:
-        """Push-to-talk is recording: the open microphone's detectors stand aside."""
+        """Push-to-talk is recording: the open microphone's detectors stand aside. A reply
+        held for a voice over it is cut: the user chose to talk (and push-to-talk hears
+        without echo cancellation, so it must not play on)."""
         if suspended:
             self.listener.suspended.set()
             self._capturing = False
+            if self._end_hold() is not None:
+                self.owner.interrupt()
         else:
             self.listener.suspended.clear()
         self._wanted.set()
@@ -178,6 +193,24 @@ class HandsFree:
         self._wanted.set()
         self._thread.join(timeout=3)
         self.listener.release()
+        self._abandon_turn()
+
+    def _end_hold(self) -> int | None:
+        """The hold in force, now over (the caller says what becomes of the reply); None if
+        there was none."""
+        with self._hold_lock:
+            hold, self._hold = self._hold, None
+        return hold
+
+    def _abandon_turn(self) -> None:
+        """The microphone closed (settings changed, unplugged, quit) in the middle of a
+        hands-free turn: a held reply plays on, and the agent stops showing that it listens."""
+        if self._end_hold() is not None:
+            self.owner.hold_speech(False)
+        if self._capturing:
+            self._capturing = False
+            if not self.listener.suspended.is_set():  # push-to-talk's "listening" is its own
+                self.owner.hands_free_listening(False)
 
     # -- when the microphone is open --------------------------------------------------------
 
@@ -208,33 +241,54 @@ class HandsFree:
                 self._wanted.clear()
             if self._stop:
                 return
+            while self.needed() and not was_open and not self._stop \
+                    and (left := self._reopen_at - time.monotonic()) > 0:
+                self._wanted.wait(left)  # lost a moment ago: not at once again
+                self._wanted.clear()
+            if self._stop:
+                return
             if self.needed() and not was_open:
                 try:
                     self.listener.open()
-                    self._failed_open = ""
+                    self._opened_at = time.monotonic()
+                    if not self._retry_s:  # not one of a run of losses: say the next one
+                        self._failed_open = ""
                 except (NoInputDevice, WakeWordError) as error:
-                    if str(error) != self._failed_open:
-                        self._failed_open = str(error)
-                        self.owner.notice(f"Hands-free listening is off: {error}")
+                    self._cannot_open(str(error))
+                except Exception as error:  # a model or the echo canceller that cannot load
+                    log.exception("hands-free listening could not start")
+                    self._cannot_open(str(error) or type(error).__name__)
             elif not self.needed() and was_open:
                 self.listener.close()
             if self.listener.is_open != was_open and self.on_microphone is not None:
                 self.on_microphone(self.use())
 
+    def _cannot_open(self, why: str) -> None:
+        """Said once until the reason changes (the switch tries again at the next need)."""
+        if why != self._failed_open:
+            self._failed_open = why
+            self.owner.notice(f"Hands-free listening is off: {why}")
+
     # -- HandsFreeEvents (the listener's thread) ----------------------------------------------
 
     def held(self) -> None:
+        with self._hold_lock:
+            self._holds += 1
+            self._hold = self._holds
         self._capturing = True
         self.owner.hold_speech(True)
         self.owner.hands_free_listening(True)
 
     def released(self) -> None:
         self._capturing = False
-        self.owner.hold_speech(False)
-        self.owner.hands_free_listening(False)
+        if self._end_hold() is not None:
+            self.owner.hold_speech(False)
+        if not self.listener.suspended.is_set():  # push-to-talk's "listening" is its own
+            self.owner.hands_free_listening(False)
         self._wanted.set()
 
     def talked_over(self) -> None:
+        self._end_hold()
         self._capturing = True
         self.owner.interrupt()  # ends the hold too
         self.owner.hands_free_listening(True)
@@ -242,16 +296,25 @@ class HandsFree:
     def short_voice(self, samples: Samples, sample_rate: int) -> None:
         """Hear what the short utterance was, off the listener's thread; meanwhile the reply
         stays held."""
-        threading.Thread(target=self._judge_short, args=(samples, sample_rate),
+        with self._hold_lock:
+            hold = self._hold
+        threading.Thread(target=self._judge_short, args=(samples, sample_rate, hold),
                          name="hands-free-short", daemon=True).start()
 
-    def _judge_short(self, samples: Samples, sample_rate: int) -> None:
+    def _judge_short(self, samples: Samples, sample_rate: int, hold: int | None) -> None:
         try:
             text = self.owner.transcribe(samples, sample_rate)
         except Exception:  # no recogniser: a voice over the reply stops it
             log.exception("could not hear the short utterance")
             text = "stop"
         kind = short_utterance_kind(text)
+        with self._hold_lock:
+            current = hold is not None and self._hold == hold
+            if current:
+                self._hold = None
+        if not current:  # push-to-talk, a cut or new settings ended the hold meanwhile
+            log.info("talk-over: short utterance %r, after its hold had ended", text)
+            return
         log.info("talk-over: short utterance %r: %s", text, kind)
         self._capturing = False
         if kind == "go on":
@@ -290,7 +353,12 @@ class HandsFree:
                          name="stt", daemon=True).start()
 
     def lost(self, message: str) -> None:
-        self._capturing = False
-        self.owner.hands_free_listening(False)
-        self.owner.notice(message)
+        self._abandon_turn()
+        soon = time.monotonic() - self._opened_at < SOON_S
+        self._retry_s = min(RETRY_MAX_S, self._retry_s * 2) if soon and self._retry_s \
+            else RETRY_FIRST_S if soon else 0.0
+        self._reopen_at = time.monotonic() + self._retry_s
+        if message != self._failed_open:  # once, until something else happens
+            self._failed_open = message
+            self.owner.notice(message)
         self._wanted.set()  # it opens again at the next need (the device may be back)

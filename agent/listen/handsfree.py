@@ -341,6 +341,15 @@ class HandsFreeListener:
     # -- the thread --------------------------------------------------------------------------
 
     def _run(self, blocks: queue.SimpleQueue[Samples | None]) -> None:
+        try:
+            self._listen(blocks)
+        except Exception as error:  # never a dead thread behind an open microphone
+            log.exception("hands-free listening failed")
+            self.close()
+            self.events.lost(f"Hands-free listening stopped after an error ({error}); it "
+                             "starts again when next needed.")
+
+    def _listen(self, blocks: queue.SimpleQueue[Samples | None]) -> None:
         from agent.listen.whisper import resample
 
         vad, echo, wake = self._vad, self._echo, self._wake
