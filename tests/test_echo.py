@@ -5,8 +5,11 @@ a real PortAudio stream and a PulseAudio room is in tests/test_hands_free.py."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from scipy.signal import fftconvolve
 
 from agent.audio.tap import PlaybackTap
 from agent.hands_free import short_utterance_kind, strip_wake_phrase
@@ -61,6 +64,28 @@ def test_the_resampler_has_no_seam_between_blocks(source: int, target: int) -> N
     best = min(np.max(np.abs(out[200:-200] - np.roll(expected, delay)[200:-200]))
                for delay in range(0, 40))
     assert best < 0.02
+
+
+@pytest.mark.parametrize(("source", "target"), [(24_000, 16_000), (44_100, 16_000),
+                                                 (22_050, 16_000), (16_000, 48_000)])
+def test_the_resampler_in_blocks_is_the_whole_filter_at_once(source: int, target: int) -> None:
+    """Block by block, polyphase, equals zero-stuffing the whole signal, filtering it with the
+    resampler's own taps and keeping every down-th sample."""
+    resampler = StreamResampler(source, target)
+    taps = resampler._phases.T.ravel()  # back to the prototype filter (zero-padded)
+    signal = np.random.default_rng(7).standard_normal(source // 5).astype(np.float32)
+    sizes = itertools.cycle([173, 256, 1000, 7, 512, 1])
+    pieces, start = [], 0
+    while start < signal.size:
+        size = next(sizes)
+        pieces.append(resampler.process(signal[start:start + size]))
+        start += size
+    stuffed = np.zeros(signal.size * resampler.up)
+    stuffed[::resampler.up] = signal
+    whole = fftconvolve(stuffed, taps.astype(np.float64))[:stuffed.size:resampler.down]
+    out = np.concatenate(pieces)
+    assert out.size == whole.size
+    np.testing.assert_allclose(out, whole, atol=2e-5)
 
 
 def _room(played: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -350,9 +350,12 @@ class HandsFreeListener:
                              "starts again when next needed.")
 
     def _listen(self, blocks: queue.SimpleQueue[Samples | None]) -> None:
-        from agent.listen.whisper import resample
+        from agent.listen.echo import StreamResampler
 
         vad, echo, wake = self._vad, self._echo, self._wake
+        # A microphone that refuses 16 kHz: one resampler for the stream, no seams at the
+        # blocks' edges (AEC3 and the VAD would hear them).
+        to_vad_rate = StreamResampler(self.sample_rate, VAD_RATE)
         vad.reset()
         if wake is not None:
             wake.reset()
@@ -366,7 +369,7 @@ class HandsFreeListener:
         while (block := blocks.get()) is not None:
             started = time.thread_time()
             if self.sample_rate != VAD_RATE:
-                block = resample(block, self.sample_rate, VAD_RATE)
+                block = to_vad_rate.process(block)
             raw = block
             if echo is not None:
                 block = echo.process(block)
