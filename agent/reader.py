@@ -124,6 +124,9 @@ class Reader:
         # `_respeed_seq`), then the text goes on from the next passage at the new speed.
         self._respeed_after = -1
         self._respeed_seq = -1
+        # Sources replaced by a new reading: closed by the reader thread, which may be inside
+        # one (a generator cannot be closed from another thread while it runs).
+        self._retired: list[PassageSource] = []
         self._thread = threading.Thread(target=self._run, name="reader", daemon=True)
         self._thread.start()
         speech.add_listener(self._on_playback)
@@ -135,18 +138,18 @@ class Reader:
         interrupted what was speaking (the conversation's reply, if any)."""
         source = PassageSource(pieces)
         with self._cond:
-            old, self._source = self._source, source
+            if self._source is not None:
+                self._retired.append(self._source)
+            self._source = source
             self._origin, self._voice = origin, voice
             self._start_at(0)
-        if old is not None:
-            old.close()
         self._publish()
 
     def pause(self) -> bool:
         """Hold the audio where it is (exact silence); False if nothing is being read."""
         with self._cond:
-            if not self._active or self._paused:
-                return False
+            if not self._active or self._paused or self.speech.turn != self._turn:
+                return False  # (a turn moved on: interrupted, the reader has yet to notice)
             self._paused = True
         self._hold(True)
         self._publish()
@@ -178,12 +181,10 @@ class Reader:
             if self._source is None or not self._active:
                 return False
             target = max(self._source.first_kept, max(self._playing, 0) + passages)
-            self._start_at(target)
             paused = self._paused
+            self._start_at(target)  # (not paused after it)
         if paused:  # a skip while paused plays: the user asked to hear that sentence
             self._hold(False)
-            with self._cond:
-                self._paused = False
         self._publish()
         return True
 
@@ -198,11 +199,12 @@ class Reader:
             boundary = max((seq for seq, index in self._seqs.items()
                             if index == self._playing), default=-1)
             self._respeed_after = self._playing
-        hold_after = getattr(self.speech.sink, "hold_after", None)
+            hold_after = getattr(self.speech.sink, "hold_after", None)
+            if boundary >= 0 and callable(hold_after):
+                # Known before the player is told: its end may come at any moment.
+                self._respeed_seq = boundary
         if boundary >= 0 and callable(hold_after):
             hold_after(boundary)
-            with self._cond:
-                self._respeed_seq = boundary
             return
         with self._cond:  # nothing to wait for: now
             self._respeed_after = -1
@@ -233,11 +235,12 @@ class Reader:
         with self._cond:
             self._closed = True
             self._active = False
-            source, self._source = self._source, None
             self._cond.notify_all()
-        if source is not None:
-            source.close()
         self._thread.join(timeout=2)
+        with self._cond:
+            sources = [*self._retired, *([self._source] if self._source else [])]
+            self._retired, self._source = [], None
+        _close_all(sources)
 
     # -- inside -----------------------------------------------------------------------------
 
@@ -307,10 +310,16 @@ class Reader:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._closed or self._active)
+                self._cond.wait_for(lambda: self._closed or self._active or self._retired)
+                retired, self._retired = self._retired, []
+            _close_all(retired)
+            with self._cond:
                 if self._closed:
                     return
+                if not self._active:
+                    continue
                 turn, index, ramp, source = self._turn, self._next, self._ramp, self._source
+                was_paused = self._paused
                 if self.speech.turn != turn:  # interrupted from elsewhere: stop, resumable
                     self._active = self._paused = False
                     interrupted = True
@@ -323,6 +332,8 @@ class Reader:
                         self._cond.wait(timeout=0.1)
                         continue
             if interrupted:
+                if was_paused:  # paused just as the cut came: never leave the player held
+                    self._hold(False)
                 self._publish()
                 continue
             assert source is not None
@@ -336,7 +347,8 @@ class Reader:
                     continue
                 if passage is None:  # the end: done once the last clause has played
                     if queued == 0:
-                        self._active, self._done = False, True
+                        finished_paused = self._paused
+                        self._active, self._paused, self._done = False, False, True
                     else:
                         self._cond.wait(timeout=0.1)
                         continue
@@ -346,7 +358,17 @@ class Reader:
                         self._seqs[self.speech.say_clause(clause, self._voice, turn=turn)] = index
                     self._next, self._ramp = index + 1, False
                     continue
+            if finished_paused:  # paused after the last word: the player must not stay held
+                self._hold(False)
             self._publish()  # finished
+
+
+def _close_all(sources: Iterable[PassageSource]) -> None:
+    for source in sources:
+        try:
+            source.close()
+        except Exception:  # a document reader that fails to close: its file is let go
+            log.exception("closing a text that was read")
 
 
 _DONE = (PlaybackKind.FINISHED, PlaybackKind.CUT, PlaybackKind.DROPPED, PlaybackKind.ERROR)

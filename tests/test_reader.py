@@ -179,6 +179,63 @@ def test_pause_holds_the_player_and_resume_releases_it() -> None:
     assert holds == [("hold", "pause"), ("release", "pause")]
 
 
+def test_pause_just_after_an_interrupt_never_leaves_the_player_held() -> None:
+    """The interrupt came first (the reader has not noticed yet): pause says no. Paused just
+    before a cut the reader notices: its hold is let go with the reading."""
+    holds: list[tuple[str, str]] = []
+
+    class HoldingSink(SlowSink):
+        def hold(self, reason: str = "talk-over") -> None:
+            holds.append(("hold", reason))
+
+        def release(self, reason: str = "talk-over") -> None:
+            holds.append(("release", reason))
+
+    statuses = Statuses()
+    with SpeechPipeline(ToneSynth(), HoldingSink(), voice="v") as speech:
+        reader = Reader(speech, statuses)
+        reader.read(paragraphs(5), "a test")
+        with reader._cond:  # the reader thread is kept from noticing the cut meanwhile
+            speech.interrupt()
+            assert not reader.pause()
+        statuses.wait(lambda s: s.resumable)
+        assert holds == []
+        assert reader.resume()
+        with reader._cond:
+            assert reader.pause()  # (takes the lock again: it is re-entrant)
+            speech.interrupt()
+            statuses.seen.clear()
+        statuses.wait(lambda s: s.resumable and not s.paused)
+        reader.close()
+    assert holds.count(("hold", "pause")) == 1
+    assert holds[-2:] == [("hold", "pause"), ("release", "pause")]
+
+
+def test_a_new_reading_closes_the_old_text_even_while_it_is_being_read() -> None:
+    """A document's generator is inside a read (a slow PDF page) when a new reading replaces
+    it: it is closed by the reader's own thread once the read is over, never from under it."""
+    inside, go_on, closed = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_document() -> Iterator[str]:
+        try:
+            inside.set()
+            assert go_on.wait(10)
+            yield "The first page, at last."
+            yield "The second page."
+        finally:
+            closed.set()
+
+    with SpeechPipeline(ToneSynth(), SlowSink(), voice="v") as speech:
+        reader = Reader(speech)
+        reader.read(slow_document(), "a slow file")
+        assert inside.wait(10)
+        reader.read(paragraphs(2), "another text")  # raised "generator already executing"
+        assert not closed.is_set()
+        go_on.set()
+        assert closed.wait(10)
+        reader.close()
+
+
 def test_nothing_to_resume_or_skip_when_nothing_was_read() -> None:
     with SpeechPipeline(ToneSynth(), MemorySink(), voice="v") as speech:
         reader = Reader(speech)
