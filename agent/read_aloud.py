@@ -153,15 +153,22 @@ class ReadAloud:
         return self.reader.status()
 
     def toggle_pause(self) -> bool:
+        if self.reader.status().resumable:  # it goes on after a cut: a reply gives way
+            self._before_reading()
         done = self.reader.toggle_pause()
         if not done:
             self._tell("Nothing is being read. Select some text and press the read key.")
         return done
 
     def resume(self) -> bool:
+        status = self.reader.status()
+        if status.resumable:
+            self._before_reading()
         done = self.reader.resume()
         if not done:
-            self._tell("Nothing to resume: the last text was read to the end, or none was.")
+            self._tell("It is being read already." if status.active and not status.paused
+                       else "Nothing to resume: the last text was read to the end, or none "
+                       "was.")
         return done
 
     def skip(self, passages: int) -> bool:

@@ -177,7 +177,8 @@ class ClockDrift:
     def process(self, block: np.ndarray) -> np.ndarray:
         self._buffer = np.concatenate([self._buffer, block.astype(np.float64)])
         at = self._read - self._base + self._offsets
-        out: np.ndarray = np.interp(at, np.arange(self._buffer.size), self._buffer).astype(np.float32)
+        out: np.ndarray = np.interp(at, np.arange(self._buffer.size),
+                                    self._buffer).astype(np.float32)
         self._read += self.block * self.step
         done = int(self._read) - self._base
         if done > 0:

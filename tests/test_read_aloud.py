@@ -243,6 +243,17 @@ def test_read_without_a_running_agent_reads_a_file_and_standard_input(
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "stdin.wav").stat().st_size > 44
     assert time.monotonic() - started < 120
+    # Not UTF-8 (Latin-1 "café"), and a PDF: piped in, read all the same.
+    from harness.pdf import build_pdf, text_page
+
+    for name, data in (("latin1", "Un café, s'il vous plaît. Merci.".encode("latin-1")),
+                       ("pdf", build_pdf([text_page(["A page that came down a pipe."])]))):
+        wav = tmp_path / f"{name}.wav"
+        result = subprocess.run([sys.executable, "-m", "agent", "read", "-", "--out",
+                                 str(wav)], env=env, capture_output=True, timeout=120,
+                                input=data)
+        assert result.returncode == 0, result.stderr.decode()
+        assert wav.stat().st_size > 24_000, name  # more than a moment of speech
 
 
 def test_explain_sends_the_selection_with_the_question_and_keeps_a_note(

@@ -344,3 +344,28 @@ def test_a_speed_change_applies_from_the_next_sentence() -> None:
         after = synth.speeds[before:]
         assert after and after[0][0] == first and all(speed == 1.5 for _, speed in after)
         reader.close()
+
+
+def test_resuming_after_a_cut_ends_a_reply_in_progress_and_says_why_it_cannot() -> None:
+    """Resume reading (or the pause key on a cut reading) while a reply streams: the reply
+    gives way, as it does to a new reading; resume while reading says it reads already."""
+    bus = EventBus()
+    notices: list[str] = []
+    bus.subscribe(lambda event: notices.append(event.message)
+                  if isinstance(event, Notice) else None)
+    replies_ended: list[int] = []
+    with SpeechPipeline(ToneSynth(), SlowSink(), voice="v") as speech:
+        reading = ReadAloud(speech, bus, lambda: replies_ended.append(1))
+        try:
+            assert reading.read_text(" ".join(SENTENCES[:6]), "the selection")
+            assert len(replies_ended) == 1
+            assert not reading.resume()
+            assert notices[-1] == "It is being read already."
+            speech.interrupt()  # a question typed meanwhile
+            assert wait_for(lambda: reading.reader.status().resumable, 10)
+            assert reading.resume() and len(replies_ended) == 2
+            speech.interrupt()
+            assert wait_for(lambda: reading.reader.status().resumable, 10)
+            assert reading.toggle_pause() and len(replies_ended) == 3
+        finally:
+            reading.close()

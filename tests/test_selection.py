@@ -433,6 +433,8 @@ FAKE_WL_PASTE = textwrap.dedent("""\
     mode = os.environ["FAKE_MODE"]
     if mode == "empty":
         sys.exit("No selection")
+    if mode == "empty-2.2":  # wl-clipboard 2.2 and later
+        sys.exit("Nothing is copied")
     if mode == "hang":
         time.sleep(600)
     types = ["image/png"] if mode == "image" else ["text/html", "text/plain;charset=utf-8",
@@ -473,7 +475,8 @@ def test_wayland_reads_text_as_plain_utf8(fake_wl_paste: Path,
         "--list-types", "--no-newline --type text/plain;charset=utf-8"]
 
 
-@pytest.mark.parametrize(("mode", "kind"), [("empty", "nothing"), ("image", "image")])
+@pytest.mark.parametrize(("mode", "kind"), [("empty", "nothing"), ("empty-2.2", "nothing"),
+                                           ("image", "image")])
 def test_wayland_refuses_nothing_and_images(fake_wl_paste: Path, monkeypatch: pytest.MonkeyPatch,
                                             mode: str, kind: str) -> None:
     monkeypatch.setenv("FAKE_MODE", mode)

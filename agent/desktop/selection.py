@@ -374,7 +374,9 @@ def read_wayland(primary: bool, *, timeout: float = DEFAULT_TIMEOUT_S,
 
 
 def _wl_paste_failed(stderr: str, source: str, retry: str) -> SelectionError:
-    if "No selection" in stderr or "No suitable type" in stderr:
+    # wl-clipboard before 2.2 says "No selection", later ones "Nothing is copied".
+    if any(words in stderr for words in ("No selection", "Nothing is copied",
+                                         "No suitable type")):
         return nothing_selected(source, retry)
     if "support primary selection" in stderr:
         return SelectionError("This Wayland compositor has no primary selection: copy the text "
