@@ -662,7 +662,8 @@ class Assistant:
             if hands_free is not None and not wanted:
                 self.hands_free = None
             elif hands_free is not None:
-                hands_free.update(listen, self.cfg.stt.vad_silence_s)
+                hands_free.update(listen, self.cfg.stt.vad_silence_s,
+                                  self.cfg.stt.input_device or None)
                 return
             elif wanted:
                 speech = self.speech

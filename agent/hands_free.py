@@ -154,13 +154,15 @@ class HandsFree:
     def settings(self) -> HandsFreeSettings:
         return self.listener.settings
 
-    def update(self, listen: ListenConfig, vad_silence_s: float) -> None:
-        """New settings: the microphone is closed and opened again with them if needed."""
+    def update(self, listen: ListenConfig, vad_silence_s: float,
+               device: str | int | None = None) -> None:
+        """New settings or input device: the microphone is closed and opened again with them
+        if needed."""
         new = settings_from(listen, vad_silence_s)
-        if new == self.listener.settings:
+        if new == self.listener.settings and device == self.listener.device:
             return
         self.listener.close()
-        self.listener.settings = new
+        self.listener.settings, self.listener.device = new, device
         self._abandon_turn()
         self._failed_open = ""
         self._wanted.set()

@@ -160,3 +160,11 @@ def test_an_error_in_the_listener_closes_the_microphone_and_says_so() -> None:
     listener._run(blocks)
     assert not listener.is_open
     assert lost and "the model file is damaged" in lost[0]
+
+
+def test_a_new_input_device_reaches_the_hands_free_microphone(hands_free: HandsFree) -> None:
+    """[stt] input_device changed in the settings: hands-free listens on the new one too."""
+    hands_free.update(ListenConfig(), 0.8, device="USB headset")
+    assert hands_free.listener.device == "USB headset"
+    hands_free.update(ListenConfig(), 0.8, device=None)
+    assert hands_free.listener.device is None
