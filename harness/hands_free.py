@@ -219,15 +219,8 @@ class HandsFreeRig:
         """While the agent speaks, the user says `clip` at `relative_db` to the echo; wait
         for the reply to stop and the question to be transcribed."""
         before_t, before_s = len(self.happened.talk_overs), len(self.happened.submitted)
-        self.start_speaking()
-        deadline = time.monotonic() + after_s
-        while time.monotonic() < deadline or not self._speaking_settled():
-            self.keep_speaking()  # pacing: the agent talks a while, the echo level settles
-            time.sleep(0.05)
-            if len(self.happened.talk_overs) > before_t:
-                return self._cut_itself()
-            if time.monotonic() > deadline + 30:
-                raise HarnessError("the agent did not keep speaking")
+        if not self.speak_until_settled(after_s):
+            return self._cut_itself()
         sink = self.assistant.speech.sink if self.assistant.speech else None
         player = sink if isinstance(sink, AudioPlayer) else None
         before_h = len(self.happened.holds)
@@ -264,6 +257,21 @@ class HandsFreeRig:
             self.stop_speaking()
         wait_for(lambda: self.state == "idle", timeout=30, step=0.05)
         return TalkOver(detected, latency, transcript, gain)
+
+    def speak_until_settled(self, after_s: float = 2.0) -> bool:
+        """Start speaking; return once it has spoken `after_s` and the echo canceller has
+        settled. False if it cut itself meanwhile (no echo cancellation)."""
+        before_t = len(self.happened.talk_overs)
+        self.start_speaking()
+        deadline = time.monotonic() + after_s
+        while time.monotonic() < deadline or not self._speaking_settled():
+            self.keep_speaking()  # pacing: the agent talks a while, the echo level settles
+            time.sleep(0.05)
+            if len(self.happened.talk_overs) > before_t:
+                return False
+            if time.monotonic() > deadline + 30:
+                raise HarnessError("the agent did not keep speaking")
+        return True
 
     def _cut_itself(self) -> TalkOver:
         self.stop_speaking()

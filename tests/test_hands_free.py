@@ -122,6 +122,37 @@ def test_talking_over_a_reply_stops_it_and_hears_the_question(
     assert error <= MAX_TALK_OVER_WER, f"heard {outcome.transcript!r} ({error:.0%} WER)"
 
 
+def test_the_talk_key_over_a_held_reply_cuts_it_and_records_the_user(
+        echo_on: HandsFreeRig) -> None:
+    """A voice over the reply holds it; the user then presses the talk key: the reply is cut
+    (not resumed into the recording, which has no echo cancellation), push-to-talk keeps its
+    "listening", and the hands-free judge stands aside."""
+    from agent.audio.player import AudioPlayer
+
+    rig = echo_on
+    rig.set("talk_over_min_s", 3.0)  # the hold lasts while the user's words are judged
+    speech = rig.assistant.speech
+    assert speech is not None and isinstance(speech.sink, AudioPlayer)
+    clip = _synth(rig, "Well, let me think about that one for a moment.", "am_michael")
+    try:
+        assert rig.speak_until_settled()
+        before_h, before_s = len(rig.happened.holds), len(rig.happened.submitted)
+        before_t = len(rig.happened.talk_overs)
+        rig.room.say(clip, 24_000, relative_to_echo_db=0.0)
+        assert rig.wait(lambda: len(rig.happened.holds) > before_h, timeout=10), "no hold"
+        turn = speech.turn
+        assert rig.assistant.start_listening()  # the talk key
+        assert speech.turn > turn, "the held reply was not cut"
+        assert wait_for(lambda: not speech.sink.holding and not speech.busy, timeout=5)
+        assert rig.room.wait_until_said(15)
+        assert rig.state == "listening"
+        rig.assistant.stop_listening()
+        assert rig.wait(lambda: len(rig.happened.submitted) > before_s, timeout=90)
+        assert len(rig.happened.talk_overs) == before_t  # no cut or question of its own
+    finally:
+        rig.set("talk_over_min_s", 0.8)
+
+
 def test_coughs_clicks_a_door_and_mm_hmm_do_not_stop_it(echo_on: HandsFreeRig) -> None:
     """(c) Short sounds over the reply, as loud as the echo. None is a voice but "mm-hmm":
     that one holds the reply while it is heard, and then the reply goes on."""

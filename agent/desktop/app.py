@@ -433,8 +433,9 @@ class DesktopApp:
         the Tk thread (an owner may take its time; our own overlay's selection is answered
         by the Tk thread); nothing selected, an image, a dead owner: said in the overlay."""
         self.overlay.show(focus=False)
-        if kind == "file":
-            self.assistant.read_file(Path(value))
+        if kind == "file":  # off the Tk thread too: a named pipe or a slow disk may wait
+            threading.Thread(target=self.assistant.read_file, args=(Path(value),),
+                             name="read-file", daemon=True).start()
         elif kind == "text":
             self.assistant.read_text(value, "standard input")
         else:
