@@ -61,11 +61,14 @@ class AudioPlayer:
         # Written by cut() on the caller's thread, read by the callback.
         self._cut_requests = 0
         self._min_turn = 0
-        # Written by hold()/release() (a new frozenset each time, under the lock), read by
-        # the callback: while any reason holds, it fades out and plays zeros, keeping its
-        # place (talk-over: the user may be speaking; a reading paused by the user).
+        # Written by hold()/release()/cut() (a new frozenset each time, under the lock), read
+        # by the callback, never written there: while any reason holds, it fades out and plays
+        # zeros, keeping its place (talk-over: the user may be speaking; a reading paused).
         self._holds: frozenset[str] = frozenset()
         self._holds_lock = threading.Lock()
+        # The hold at a chunk's end that hold_after() asks for: set by the callback, ended by
+        # release("boundary") or a cut.
+        self._boundary_hold = False
         # hold("boundary") once this chunk has played (a reader); None: no such chunk. Not -1:
         # that is a cue's sequence (the interrupt blip, the wake chime).
         self._hold_after_seq: int | None = None
@@ -246,6 +249,9 @@ class AudioPlayer:
 
     def release(self, reason: str = "talk-over") -> None:
         """Go on playing after `hold(reason)` (a cough, a "mm-hmm": not a question)."""
+        if reason == "boundary":
+            self._boundary_hold = False
+            return
         with self._holds_lock:
             self._holds = self._holds - {reason}
 
@@ -257,7 +263,7 @@ class AudioPlayer:
     @property
     def holding(self) -> frozenset[str]:
         """The reasons asked to hold now (the callback follows within a block)."""
-        return self._holds
+        return self._holds | {"boundary"} if self._boundary_hold else self._holds
 
     @property
     def held(self) -> bool:
@@ -265,9 +271,13 @@ class AudioPlayer:
 
     def cut(self, drop_below_turn: int) -> None:
         """Fade out and drop every chunk of turns older than `drop_below_turn`; chunks of that
-        turn or later play after the fade."""
+        turn or later play after the fade. A cut ends every hold asked for until now (the next
+        turn plays); one asked for after it (a new reading paused at once) stands."""
         self._min_turn = max(self._min_turn, drop_below_turn)
-        self._cut_requests += 1
+        self._cut_requests += 1  # before the holds go: the callback never plays a block of
+        with self._holds_lock:  # the old turn unheld before it has seen the cut
+            self._holds = frozenset()
+            self._boundary_hold = False
 
     # -- the PortAudio callback ---------------------------------------------------------------
 
@@ -276,6 +286,7 @@ class AudioPlayer:
             self.underflows += 1
         out = outdata[:, 0]
         filled = 0
+        holds = self._holds  # before the cut requests are read: see cut()
         if self._cut_requests != self._cut_seen:
             self._cut_seen = self._cut_requests
             chunk = self._current
@@ -287,8 +298,8 @@ class AudioPlayer:
                 else:
                     self._fade_left = self.fade_samples
                     self._hold_fade_left = 0
-            self._holds, self._held = frozenset(), False  # a cut ends a hold: the next turn plays
-        wanted = bool(self._holds)
+            self._held = False  # cut() ended the holds: the next turn plays
+        wanted = bool(holds) or self._boundary_hold
         if wanted != self._held:
             self._held = wanted
             if self._held and self._current is not None and not self._fade_left:
@@ -344,7 +355,7 @@ class AudioPlayer:
                 self._finish(chunk, PlaybackKind.FINISHED)
                 if chunk.seq == self._hold_after_seq:  # silent from the next sample on
                     self._hold_after_seq = None
-                    self._holds, self._held = self._holds | {"boundary"}, True
+                    self._boundary_hold = self._held = True
         self.frames_written += frames
         tap = self.tap
         if tap is not None:
