@@ -389,7 +389,7 @@ class HandsFreeListener:
             if self.on_block is not None:
                 self.on_block(raw, block, probabilities)
             if self.suspended.is_set():  # push-to-talk has the user's words
-                if holding:
+                if holding or capture is not None:  # a turn dropped: its owner hears so
                     self.events.released()
                 capture, holding = None, False
                 talk_over.reset()
