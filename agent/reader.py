@@ -208,7 +208,11 @@ class Reader:
             return
         with self._cond:  # nothing to wait for: now
             self._respeed_after = -1
+            paused = self._paused
             self._start_at(max(self._playing, 0) + 1)
+            self._paused = paused
+        if paused:  # the cut ended the pause's hold: it stays paused, at the new speed
+            self._hold(True)
         self._publish()
 
     def stop(self) -> bool:
