@@ -138,6 +138,7 @@ class HandsFree:
         self._hold_lock = threading.Lock()
         self._hold: int | None = None
         self._holds = 0
+        self._judging: int | None = None  # the hold whose short utterance is being heard
         self._wake_phrase = ""
         self._wanted = threading.Event()  # something changed: look again
         self._stop = False
@@ -164,6 +165,7 @@ class HandsFree:
         self.listener.close()
         self.listener.settings, self.listener.device = new, device
         self._abandon_turn()
+        self._retry_s = self._reopen_at = 0.0  # a new device is tried at once
         self._failed_open = ""
         self._wanted.set()
 
@@ -177,9 +179,11 @@ class HandsFree:
         held for a voice over it is cut: the user chose to talk (and push-to-talk hears
         without echo cancellation, so it must not play on)."""
         if suspended:
+            hold = self._end_hold()  # before the listener, seeing the suspension, releases it
             self.listener.suspended.set()
+            hold = self._end_hold() or hold  # (one it made as it saw the suspension)
             self._capturing = False
-            if self._end_hold() is not None:
+            if hold is not None:
                 self.owner.interrupt()
         else:
             self.listener.suspended.clear()
@@ -275,13 +279,19 @@ class HandsFree:
 
     def held(self) -> None:
         with self._hold_lock:
-            self._holds += 1
-            self._hold = self._holds
+            if self._hold is None:  # a second voice while one is judged: the same hold
+                self._holds += 1
+                self._hold = self._holds
         self._capturing = True
         self.owner.hold_speech(True)
         self.owner.hands_free_listening(True)
 
     def released(self) -> None:
+        with self._hold_lock:
+            judged = self._hold is not None and self._hold == self._judging
+        if judged:  # a cough after "stop": the short utterance's judgement decides
+            self._wanted.set()
+            return
         self._capturing = False
         if self._end_hold() is not None:
             self.owner.hold_speech(False)
@@ -299,7 +309,7 @@ class HandsFree:
         """Hear what the short utterance was, off the listener's thread; meanwhile the reply
         stays held."""
         with self._hold_lock:
-            hold = self._hold
+            hold = self._judging = self._hold
         threading.Thread(target=self._judge_short, args=(samples, sample_rate, hold),
                          name="hands-free-short", daemon=True).start()
 
@@ -314,6 +324,8 @@ class HandsFree:
             current = hold is not None and self._hold == hold
             if current:
                 self._hold = None
+            if self._judging == hold:
+                self._judging = None
         if not current:  # push-to-talk, a cut or new settings ended the hold meanwhile
             log.info("talk-over: short utterance %r, after its hold had ended", text)
             return
@@ -357,6 +369,8 @@ class HandsFree:
     def lost(self, message: str) -> None:
         self._abandon_turn()
         soon = time.monotonic() - self._opened_at < SOON_S
+        if not soon:  # it had been working: this loss is news, whatever was said before
+            self._failed_open = ""
         self._retry_s = min(RETRY_MAX_S, self._retry_s * 2) if soon and self._retry_s \
             else RETRY_FIRST_S if soon else 0.0
         self._reopen_at = time.monotonic() + self._retry_s

@@ -168,3 +168,19 @@ def test_a_new_input_device_reaches_the_hands_free_microphone(hands_free: HandsF
     assert hands_free.listener.device == "USB headset"
     hands_free.update(ListenConfig(), 0.8, device=None)
     assert hands_free.listener.device is None
+
+
+def test_a_cough_while_stop_is_being_heard_does_not_undo_it(
+        hands_free: HandsFree, owner: RecordingOwner) -> None:
+    """"Stop", then a cough while Whisper hears the "stop": the cough does not let the reply
+    go on, and the "stop" still stops it."""
+    hands_free.held()
+    owner.transcribing.clear()
+    owner.heard = "Stop."
+    hands_free.short_voice(VOICE, 16_000)
+    hands_free.held()  # the cough holds again (it is held already)...
+    hands_free.released()  # ...and is judged no voice
+    owner.calls.clear()
+    owner.transcribing.set()
+    assert wait_for(lambda: len(owner.calls) >= 2, timeout=10)
+    assert owner.calls == [("interrupt", None), ("listening", False)]

@@ -298,7 +298,9 @@ class AudioPlayer:
                 else:
                     self._fade_left = self.fade_samples
                     self._hold_fade_left = 0
-            self._held = False  # cut() ended the holds: the next turn plays
+            # cut() ended the holds: the next turn plays. A boundary hold set in the block
+            # the cut came in (after its check) is ended here.
+            self._held = self._boundary_hold = False
         wanted = bool(holds) or self._boundary_hold
         if wanted != self._held:
             self._held = wanted
@@ -352,10 +354,10 @@ class AudioPlayer:
             self._pos += n
             filled += n
             if self._pos >= samples.size:
-                self._finish(chunk, PlaybackKind.FINISHED)
                 if chunk.seq == self._hold_after_seq:  # silent from the next sample on
-                    self._hold_after_seq = None
-                    self._boundary_hold = self._held = True
+                    self._hold_after_seq = None  # (before FINISHED goes: its listener
+                    self._boundary_hold = self._held = True  # may release it at once)
+                self._finish(chunk, PlaybackKind.FINISHED)
         self.frames_written += frames
         tap = self.tap
         if tap is not None:

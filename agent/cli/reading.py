@@ -77,7 +77,10 @@ def _source(args: argparse.Namespace) -> tuple[ReadSource | None, str, Document 
                 log.error("read: %s", error)
                 return None, "", None
             return ReadSource("text", ""), "", document
-        text = data.decode("utf-8", errors="replace")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:  # Latin-1 or Windows' own: its accents, not "?"
+            text = data.decode("cp1252", errors="replace")
         return ReadSource("text", text), text, None
     if args.file:
         path = Path(args.file).expanduser().resolve()
