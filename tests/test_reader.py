@@ -159,17 +159,24 @@ def test_the_window_of_passages_kept_is_what_previous_can_reach() -> None:
     assert source.get(5) is None and source.get(11) is not None
 
 
+class HoldingSink(SlowSink):
+    """Writes down each hold and release (the real player's are in test_audio_player)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holds: list[tuple[str, str]] = []
+
+    def hold(self, reason: str = "talk-over") -> None:
+        self.holds.append(("hold", reason))
+
+    def release(self, reason: str = "talk-over") -> None:
+        self.holds.append(("release", reason))
+
+
 def test_pause_holds_the_player_and_resume_releases_it() -> None:
-    holds: list[tuple[str, str]] = []
-
-    class HoldingSink(SlowSink):
-        def hold(self, reason: str = "talk-over") -> None:
-            holds.append(("hold", reason))
-
-        def release(self, reason: str = "talk-over") -> None:
-            holds.append(("release", reason))
-
-    with SpeechPipeline(ToneSynth(), HoldingSink(), voice="v") as speech:
+    sink = HoldingSink()
+    holds = sink.holds
+    with SpeechPipeline(ToneSynth(), sink, voice="v") as speech:
         reader = Reader(speech)
         reader.read(paragraphs(5), "a test")
         assert reader.pause() and reader.status().paused
@@ -182,17 +189,10 @@ def test_pause_holds_the_player_and_resume_releases_it() -> None:
 def test_pause_just_after_an_interrupt_never_leaves_the_player_held() -> None:
     """The interrupt came first (the reader has not noticed yet): pause says no. Paused just
     before a cut the reader notices: its hold is let go with the reading."""
-    holds: list[tuple[str, str]] = []
-
-    class HoldingSink(SlowSink):
-        def hold(self, reason: str = "talk-over") -> None:
-            holds.append(("hold", reason))
-
-        def release(self, reason: str = "talk-over") -> None:
-            holds.append(("release", reason))
-
+    sink = HoldingSink()
+    holds = sink.holds
     statuses = Statuses()
-    with SpeechPipeline(ToneSynth(), HoldingSink(), voice="v") as speech:
+    with SpeechPipeline(ToneSynth(), sink, voice="v") as speech:
         reader = Reader(speech, statuses)
         reader.read(paragraphs(5), "a test")
         with reader._cond:  # the reader thread is kept from noticing the cut meanwhile
