@@ -96,6 +96,7 @@ LATE_RUNS_KEPT = 50
 CATCH_UP_WAIT_S = 0.005  # how long the writer waits for a block that is due
 ECHO_RING = 256  # captured echo blocks kept for the writer (2.56 s)
 ECHO_WINDOW_S = 2.0  # the echo level for relative clips is measured over this much echo
+ECHO_MIN_DBFS = -50.0  # quieter "echo" than this is none to set a clip's level against
 HISTORY_S = 30.0  # how much of the mix `history()` keeps
 SINK = "vsink"  # where the app plays (tests/conftest.py's pulse fixture)
 MIC_SINK = "vmic"  # what the app records (harness.microphone.VirtualMicrophone)
@@ -419,7 +420,10 @@ class _Engine:
             relative_to_echo_db: float | None) -> float:
         if relative_to_echo_db is not None:
             echo = self.echo_level_dbfs()
-            if echo is None:
+            # The agent's voice comes back near -26 dBFS: far below that, what the window
+            # holds is a held or finished reply's last tail, and a clip set against it would
+            # be inaudible (seen once: -72 dBFS of "echo", the clip at -58 dB).
+            if echo is None or echo < ECHO_MIN_DBFS:
                 raise HarnessError("no echo in the last "
                                    f"{ECHO_WINDOW_S} s to set the clip's level against")
             level = voiced_rms(clip)

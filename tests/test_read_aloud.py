@@ -5,6 +5,7 @@ voice at the ALSA tap, and Whisper to hear what was read."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -74,8 +75,21 @@ def reader_agent(xdisplay: str, session_bus: str, tray_host: str, pulse: Path,
     process = AgentProcess(tmp_path_factory.mktemp("reader"), "keyboard", env,
                            first_run=False, voice="af_bella")
     process.wait_for(r"models ready", timeout=180)
+    process.wait_for(r"hotkeys: \d+ chords hooked", timeout=30)
     yield process
     process.stop()
+
+
+def fifo_readers(path: Path) -> list[str]:
+    """The processes with `path` open (pid and command line): who could take its keys."""
+    readers = []
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(path):
+                pid = fd.parent.parent.name
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                readers.append(f"{pid}: {command.decode(errors='replace')[:120]}")
+    return readers
 
 
 def tap_samples() -> int:
@@ -96,7 +110,11 @@ def test_the_read_key_reads_the_x_selection_aloud(
     try:
         before, start = tap_samples(), reader_agent.mark()
         k.tap(k.KEY_LEFTCTRL, k.KEY_LEFTALT, k.KEY_R)
-        reader_agent.wait_for(r"reading the selection: started at sentence 1", start, 10)
+        try:
+            reader_agent.wait_for(r"reading the selection: started at sentence 1", start, 10)
+        except AssertionError as missed:  # say who else reads the keyboard FIFO
+            raise AssertionError(f"{missed}\nreading {k.path}: {fifo_readers(k.path)}"
+                                 ) from None
         reader_agent.wait_for(r"reading: finished", start, 120)
     finally:
         owner.close()

@@ -261,6 +261,8 @@ class DesktopApp:
             except Exception as error:
                 log.exception("hotkeys did not start")
                 self.mailbox.post(cmd.FromCore(Notice(f"hotkeys are off: {error}")))
+            else:
+                log.info("hotkeys: %d chords hooked", len(bindings))
 
         self._hotkeys_thread = threading.Thread(target=start, name="hotkeys-start",
                                                 daemon=True)
